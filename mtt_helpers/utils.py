@@ -1,0 +1,41 @@
+"""Small utilities shared by the notebooks: seeding and quiet, reproducible output."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import warnings
+
+import numpy as np
+import torch
+
+
+def set_seed(seed: int) -> None:
+    """Seeds Python's ``random``, NumPy and PyTorch (CPU and every GPU).
+
+    Args:
+        seed: Any non-negative integer.
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def quiet() -> None:
+    """Silences warnings and progress bars that would make notebook outputs flaky."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("sentence_transformers", "transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # transformers shows a "Loading weights" bar on every model load.
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
