@@ -1,0 +1,227 @@
+"""Datasets for the tutorial: the bundled jointly labelled set and the external public ones.
+
+* ``load_bundled()``: ``data/multitask_sentences.csv``, 1,800 hand-written sentences, each
+  labelled with a topic **and** a sentiment, with a fixed train/dev/test split.
+* ``load_external(name, split)``: a public dataset from the folder named by the
+  ``MTT_DATA_DIR`` environment variable, laid out as ``<name>/train.csv`` and
+  ``<name>/dev.csv`` with columns ``text,label``. Which task it labels follows from its labels.
+* ``multitask_frame(...)``: stacks single-task datasets into one table with a column per
+  task, where a missing label is ``None`` (``IGNORE_INDEX`` once encoded, skipped by the loss).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+
+from mtt_helpers.model import SENTIMENT_LABELS, TOPIC_LABELS
+
+DATA_DIR_ENV = "MTT_DATA_DIR"
+"""Environment variable naming the folder of external datasets (CI: ``../shared/data``)."""
+
+BUNDLED_CSV = Path(__file__).resolve().parents[1] / "data" / "multitask_sentences.csv"
+"""The project's own jointly labelled dataset."""
+
+TASK_LABELS: dict[str, list[str]] = {"topic": TOPIC_LABELS, "sentiment": SENTIMENT_LABELS}
+"""Label set of each task, in head order."""
+
+IGNORE_INDEX = -100
+"""Encoded label of a task an example is not labelled for; ``cross_entropy`` skips it."""
+
+SPLITS = ("train", "dev", "test")
+
+
+def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
+    """Reads a CSV and checks it exists, is not empty and has the required columns."""
+    if not path.is_file():
+        raise FileNotFoundError(f"Data file not found: {path}")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as error:
+        raise ValueError(f"Data file is empty: {path}") from error
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} is missing column(s) {missing}; it has {list(frame.columns)}.")
+    if frame.empty:
+        raise ValueError(f"Data file has a header but no rows: {path}")
+    return frame
+
+
+def _drop_empty_texts(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Drops empty and whitespace-only texts, counts them in ``attrs`` and warns."""
+    frame = frame.copy()
+    frame["text"] = frame["text"].str.strip()
+    empty = frame["text"].eq("")
+    if empty.any():
+        warnings.warn(f"{source}: dropped {int(empty.sum())} empty or whitespace-only text(s).", stacklevel=3)
+    frame = frame.loc[~empty].reset_index(drop=True)
+    frame.attrs["dropped_empty"] = int(empty.sum())
+    return frame
+
+
+def check_labels(labels: pd.Series, task: str, source: str) -> None:
+    """Raises ``ValueError`` naming every label outside ``task``'s label set."""
+    if task not in TASK_LABELS:
+        raise ValueError(f"Unknown task {task!r}; expected one of {list(TASK_LABELS)}.")
+    unknown = sorted(set(labels) - set(TASK_LABELS[task]))
+    if unknown:
+        raise ValueError(f"{source}: label(s) {unknown} are not {task} labels {TASK_LABELS[task]}.")
+
+
+def infer_task(labels: pd.Series, source: str) -> str:
+    """Names the task whose label set contains every label in ``labels``."""
+    found = set(labels)
+    for task, allowed in TASK_LABELS.items():
+        if found <= set(allowed):
+            return task
+    raise ValueError(
+        f"{source}: labels {sorted(found)} fit no task; expected a subset of one of {TASK_LABELS}."
+    )
+
+
+def load_bundled(split: str | None = None, path: str | os.PathLike = BUNDLED_CSV) -> pd.DataFrame:
+    """Loads the bundled jointly labelled sentences.
+
+    Args:
+        split: ``"train"``, ``"dev"``, ``"test"`` or ``None`` for all rows.
+        path: The CSV; defaults to ``data/multitask_sentences.csv``.
+
+    Returns:
+        A DataFrame with columns ``text, topic, sentiment, split``.
+    """
+    path = Path(path)
+    frame = _read_csv(path, ["text", "topic", "sentiment", "split"])
+    frame = _drop_empty_texts(frame, str(path))
+    for task in TASK_LABELS:
+        check_labels(frame[task], task, str(path))
+    if split is not None:
+        if split not in SPLITS:
+            raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
+        frame = frame.loc[frame["split"] == split].reset_index(drop=True)
+    return frame[["text", "topic", "sentiment", "split"]]
+
+
+def data_dir() -> Path | None:
+    """The external-data folder from ``MTT_DATA_DIR``, or ``None`` when it is not set.
+
+    Raises:
+        FileNotFoundError: the variable is set but the folder does not exist.
+    """
+    value = os.environ.get(DATA_DIR_ENV, "").strip()
+    if not value:
+        return None
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{DATA_DIR_ENV}={value!r} is not a folder.")
+    return folder
+
+
+def load_external(name: str, split: str = "train", folder: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Loads one split of an external dataset (``<folder>/<name>/<split>.csv``).
+
+    Args:
+        name: Dataset folder, e.g. ``"tweeteval_sentiment"``.
+        split: ``"train"`` or ``"dev"`` (test splits are held back).
+        folder: Overrides ``MTT_DATA_DIR``.
+
+    Returns:
+        A DataFrame with columns ``text, label``; ``attrs["task"]`` names the task it
+        labels and ``attrs["dropped_empty"]`` counts dropped empty texts.
+    """
+    root = Path(folder) if folder is not None else data_dir()
+    if root is None:
+        raise FileNotFoundError(f"No external data folder: set {DATA_DIR_ENV} or pass folder=.")
+    path = root / name / f"{split}.csv"
+    frame = _read_csv(path, ["text", "label"])
+    frame = _drop_empty_texts(frame, str(path))[["text", "label"]]
+    dropped = frame.attrs.get("dropped_empty", 0)
+    task = infer_task(frame["label"], str(path))
+    frame.attrs.update(task=task, name=name, split=split, dropped_empty=dropped)
+    return frame
+
+
+def class_counts(labels: pd.Series, task: str | None = None) -> pd.DataFrame:
+    """Counts and shares of each class, in the task's label order when ``task`` is given."""
+    counts = labels.value_counts()
+    if task is not None:
+        counts = counts.reindex(TASK_LABELS[task], fill_value=0)
+    return pd.DataFrame({"count": counts, "share": (counts / counts.sum()).round(3)})
+
+
+def stratified_sample(frame: pd.DataFrame, n: int, label_column: str = "label", seed: int = 0) -> pd.DataFrame:
+    """Draws ``n`` rows with the class proportions of ``frame``, reproducibly.
+
+    Args:
+        frame: The rows to draw from.
+        n: How many to keep; ``n >= len(frame)`` keeps all rows.
+        label_column: Column to stratify on.
+        seed: Fixes the draw.
+
+    Returns:
+        The sample, index reset.
+    """
+    if label_column not in frame.columns:
+        raise ValueError(f"No column {label_column!r}; columns are {list(frame.columns)}.")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}.")
+    if n >= len(frame):
+        return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    n_classes = frame[label_column].nunique()
+    if n < n_classes:
+        raise ValueError(f"n={n} is smaller than the number of classes ({n_classes}).")
+    sample, _ = train_test_split(frame, train_size=n, stratify=frame[label_column], random_state=seed)
+    return sample.reset_index(drop=True)
+
+
+def multitask_frame(**task_frames: pd.DataFrame) -> pd.DataFrame:
+    """Stacks datasets into one table with one label column per task.
+
+    Each keyword is a task name. Its frame either has a ``label`` column (a single-task
+    dataset) or already has columns named after the tasks (the bundled set). A task an
+    example is not labelled for is ``None``.
+
+    Example:
+        ``multitask_frame(topic=huffpost_train, sentiment=tweets_train)``
+
+    Returns:
+        A DataFrame with ``text``, ``source`` and one column per task in ``TASK_LABELS``.
+    """
+    if not task_frames:
+        raise ValueError("Pass at least one dataset, e.g. multitask_frame(topic=frame).")
+    parts = []
+    for key, frame in task_frames.items():
+        if "label" in frame.columns:
+            if key not in TASK_LABELS:
+                raise ValueError(f"Unknown task {key!r}; expected one of {list(TASK_LABELS)}.")
+            check_labels(frame["label"], key, key)
+            part = pd.DataFrame({"text": frame["text"].values, key: frame["label"].values})
+        else:
+            missing = [task for task in TASK_LABELS if task not in frame.columns]
+            if missing:
+                raise ValueError(f"Dataset {key!r} has neither a 'label' column nor task column(s) {missing}.")
+            for task in TASK_LABELS:
+                check_labels(frame[task], task, key)
+            part = frame[["text", *TASK_LABELS]].copy()
+        part["source"] = key
+        parts.append(part)
+    combined = pd.concat(parts, ignore_index=True)
+    for task in TASK_LABELS:
+        if task not in combined.columns:
+            combined[task] = None
+        combined[task] = combined[task].astype(object).where(combined[task].notna(), None)
+    return combined[["text", "source", *TASK_LABELS]]
+
+
+def encode_labels(frame: pd.DataFrame, task: str) -> torch.Tensor:
+    """Label names -> class indices for ``task``; ``None`` -> ``IGNORE_INDEX``."""
+    if task not in frame.columns:
+        raise ValueError(f"No column {task!r} to encode.")
+    present = frame[task].dropna()
+    check_labels(present, task, f"column {task!r}")
+    index = {label: i for i, label in enumerate(TASK_LABELS[task])}
+    return torch.tensor([IGNORE_INDEX if label is None else index[label] for label in frame[task]], dtype=torch.long)

@@ -1,0 +1,150 @@
+import os
+
+import pandas as pd
+import pytest
+
+from mtt_helpers.data import (
+    DATA_DIR_ENV,
+    IGNORE_INDEX,
+    TASK_LABELS,
+    class_counts,
+    data_dir,
+    encode_labels,
+    load_bundled,
+    load_external,
+    multitask_frame,
+    stratified_sample,
+)
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------- bundled set
+def test_bundled_dataset_counts_and_labels():
+    frame = load_bundled()
+    assert len(frame) >= 1200
+    assert frame.attrs["dropped_empty"] == 0
+    combos = frame.groupby(["topic", "sentiment"]).size()
+    assert len(combos) == 18 and combos.min() >= 50
+    assert set(frame["split"]) == {"train", "dev", "test"}
+    assert not frame["text"].str.lower().duplicated().any()
+    # Every topic x sentiment combination is in every split (stratified split).
+    assert (frame.groupby(["split", "topic", "sentiment"]).size() > 0).sum() == 54
+
+
+def test_bundled_split_filter():
+    dev = load_bundled("dev")
+    assert set(dev["split"]) == {"dev"}
+    assert 0 < len(dev) < len(load_bundled())
+    with pytest.raises(ValueError, match="Unknown split"):
+        load_bundled("validation")
+
+
+def test_bundled_rejects_unknown_labels(tmp_path):
+    path = write(tmp_path / "b.csv", "text,topic,sentiment,split\nhello,sport,positive,train\n")
+    with pytest.raises(ValueError, match=r"\['sport'\] are not topic labels"):
+        load_bundled(path=path)
+
+
+# ------------------------------------------------------------ external loading
+def test_load_external_infers_task_and_drops_empty(tmp_path):
+    write(tmp_path / "tweets" / "train.csv", 'text,label\nloved it,positive\n"  ",neutral\nmeh,neutral\nawful,negative\n')
+    with pytest.warns(UserWarning, match="dropped 1 empty"):
+        frame = load_external("tweets", "train", folder=tmp_path)
+    assert frame.attrs["task"] == "sentiment"
+    assert frame.attrs["dropped_empty"] == 1
+    assert frame["text"].tolist() == ["loved it", "meh", "awful"]
+
+
+def test_load_external_topic_dataset(tmp_path):
+    write(tmp_path / "news" / "dev.csv", "text,label\nrates rise,finance\ncup final,sports\n")
+    frame = load_external("news", "dev", folder=tmp_path)
+    assert frame.attrs["task"] == "topic"
+    assert list(frame.columns) == ["text", "label"]
+
+
+@pytest.mark.parametrize(
+    "content, error, message",
+    [
+        (None, FileNotFoundError, "Data file not found"),
+        ("", ValueError, "is empty"),
+        ("text,label\n", ValueError, "no rows"),
+        ("sentence,label\nhi,positive\n", ValueError, r"missing column\(s\) \['text'\]"),
+        ("text,label\nhi,positive\nyo,sports\n", ValueError, "fit no task"),
+        ("text,label\nhi,positve\n", ValueError, "positve"),
+    ],
+)
+def test_load_external_bad_files(tmp_path, content, error, message):
+    if content is not None:
+        write(tmp_path / "d" / "train.csv", content)
+    with pytest.raises(error, match=message):
+        load_external("d", "train", folder=tmp_path)
+
+
+def test_data_dir_setting(tmp_path, monkeypatch):
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    assert data_dir() is None
+    with pytest.raises(FileNotFoundError, match=DATA_DIR_ENV):
+        load_external("tweets")
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        data_dir()
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    assert data_dir() == tmp_path
+
+
+# --------------------------------------------------------------------- helpers
+def test_class_counts_in_label_order():
+    counts = class_counts(pd.Series(["positive", "negative", "positive"]), task="sentiment")
+    assert counts.index.tolist() == ["negative", "neutral", "positive"]
+    assert counts["count"].tolist() == [1, 0, 2]
+
+
+def test_stratified_sample_is_seeded_and_stratified():
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(100)], "label": ["a"] * 80 + ["b"] * 20})
+    first = stratified_sample(frame, 20, seed=3)
+    assert first.equals(stratified_sample(frame, 20, seed=3))
+    assert not first.equals(stratified_sample(frame, 20, seed=4))
+    assert first["label"].value_counts().to_dict() == {"a": 16, "b": 4}
+    assert len(stratified_sample(frame, 500)) == 100
+    with pytest.raises(ValueError, match="smaller than the number of classes"):
+        stratified_sample(frame, 1)
+    with pytest.raises(ValueError, match="No column"):
+        stratified_sample(frame, 10, label_column="topic")
+
+
+def test_multitask_frame_marks_missing_labels():
+    topic = pd.DataFrame({"text": ["cup final"], "label": ["sports"]})
+    sentiment = pd.DataFrame({"text": ["so good"], "label": ["positive"]})
+    both = load_bundled("dev").head(2)
+    combined = multitask_frame(topic=topic, sentiment=sentiment, bundled=both)
+    assert combined["source"].tolist() == ["topic", "sentiment", "bundled", "bundled"]
+    assert combined.loc[0, "sentiment"] is None and combined.loc[1, "topic"] is None
+    topic_ids = encode_labels(combined, "topic")
+    assert topic_ids[0].item() == TASK_LABELS["topic"].index("sports")
+    assert topic_ids[1].item() == IGNORE_INDEX
+    assert (topic_ids[2:] != IGNORE_INDEX).all()
+    with pytest.raises(ValueError, match="Unknown task"):
+        multitask_frame(mood=sentiment)
+    with pytest.raises(ValueError, match="not sentiment labels"):
+        multitask_frame(sentiment=topic)
+    with pytest.raises(ValueError, match="neither a 'label' column"):
+        multitask_frame(bundled=pd.DataFrame({"text": ["x"]}))
+
+
+# ------------------------------------------------ the real datasets (CI only)
+REAL = {"tweeteval_sentiment": "sentiment", "financial_phrasebank": "sentiment", "huffpost_news_category": "topic"}
+
+
+@pytest.mark.skipif(not os.environ.get(DATA_DIR_ENV), reason=f"{DATA_DIR_ENV} not set")
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_datasets_load(name):
+    for split in ("train", "dev"):
+        frame = load_external(name, split)
+        assert frame.attrs["task"] == REAL[name]
+        assert len(frame) > 400
+        assert set(frame["label"]) == set(TASK_LABELS[REAL[name]])
