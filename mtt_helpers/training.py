@@ -1,0 +1,388 @@
+"""Training and evaluation of the multi-task model: one plain loop for every strategy.
+
+Strategies, all through :func:`train`:
+
+* **frozen encoder** (``trainable_encoder_layers=0``): embed every text once (cached in
+  memory and on disk), then train only the heads on those vectors. Seconds, not minutes.
+* **partial fine-tuning** (``trainable_encoder_layers=k``): the top ``k`` transformer
+  layers learn too, with their own (smaller) learning rate.
+* **joint training**: one loss summed over tasks. A task an example has no label for is
+  ``IGNORE_INDEX`` and adds nothing, so datasets that each label one task mix freely.
+  ``task_sampling`` decides how often each dataset is drawn when their sizes differ.
+* **sequential training**: :func:`train_sequential` trains task A, then freezes the
+  encoder and head A and trains head B.
+
+Every epoch is evaluated on dev; the best epoch's weights are kept (early stopping).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from sklearn.metrics import accuracy_score, f1_score, recall_score
+from tqdm.auto import tqdm
+
+from mtt_helpers.data import IGNORE_INDEX, TASK_LABELS, encode_labels
+from mtt_helpers.model import MultiTaskSentenceTransformer
+from mtt_helpers.utils import set_seed
+
+MAIN_METRIC = {"topic": "macro_f1", "sentiment": "macro_recall"}
+"""Metric each task is selected on: macro-F1 for topic, macro recall (TweetEval's official) for sentiment."""
+
+
+# ------------------------------------------------------------------ config
+@dataclass
+class TrainConfig:
+    """How to train a :class:`MultiTaskSentenceTransformer`."""
+
+    tasks: list[str] | None = None
+    """Heads to train; ``None`` trains every head. Other heads stay frozen."""
+
+    trainable_encoder_layers: int = 0
+    """How many of the encoder's top transformer layers learn; 0 freezes it (cached embeddings)."""
+
+    epochs: int = 3
+    """Passes over the training data (see ``steps_per_epoch``)."""
+
+    steps_per_epoch: int | None = None
+    """Optimizer steps per epoch; ``None`` means one pass over all training rows."""
+
+    batch_size: int = 32
+    """Examples per optimizer step."""
+
+    head_lr: float = 1e-3
+    """AdamW learning rate of the heads."""
+
+    encoder_lr: float = 3e-5
+    """AdamW learning rate of the unfrozen encoder layers (small: they are pre-trained)."""
+
+    weight_decay: float = 0.01
+    """AdamW weight decay for every trained parameter."""
+
+    task_weights: dict[str, float] = field(default_factory=dict)
+    """Loss weight per task; missing tasks weigh 1.0."""
+
+    task_sampling: str = "proportional"
+    """How batches are drawn when each dataset (``source``) labels one task:
+    ``"proportional"``: shuffle all rows together (mixed batches, bigger datasets seen more);
+    ``"round_robin"``: alternate datasets, one batch each;
+    ``"temperature"``: pick a dataset with probability proportional to ``size ** (1 / T)``."""
+
+    sampling_temperature: float = 2.0
+    """``T`` for temperature sampling: 1 is proportional, large values approach uniform."""
+
+    patience: int = 2
+    """Stop after this many epochs without a better dev score."""
+
+    seed: int = 0
+    """Seeds weights of nothing (heads exist already) but every shuffle, draw and dropout."""
+
+    track_gradient_conflict: bool = False
+    """Record the cosine between the two tasks' gradients on the trainable encoder
+    parameters at every step that has labels for both (costs an extra backward pass)."""
+
+    show_progress_bar: bool = True
+    """Show a tqdm bar per epoch."""
+
+    cache_dir: str | None = ".mtt_cache"
+    """Folder for cached frozen embeddings; ``None`` keeps them in memory only."""
+
+    def __post_init__(self) -> None:
+        if self.task_sampling not in ("proportional", "round_robin", "temperature"):
+            raise ValueError(f"Unknown task_sampling {self.task_sampling!r}.")
+        if self.trainable_encoder_layers < 0:
+            raise ValueError("trainable_encoder_layers must be >= 0.")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1.")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` measured."""
+
+    history: pd.DataFrame
+    """One row per epoch: train loss per task, dev metrics per task, seconds."""
+
+    best_epoch: int
+    """The epoch whose weights were kept."""
+
+    seconds: float
+    """Wall time of the whole call, embedding cache included."""
+
+    gradient_cosines: list[float] = field(default_factory=list)
+    """Per step, cosine between the tasks' encoder gradients (``track_gradient_conflict``)."""
+
+
+# ------------------------------------------------------ embedding cache
+_MEMORY_CACHE: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def encoder_fingerprint(model: MultiTaskSentenceTransformer) -> str:
+    """A hash of the encoder's weights and max length: changes whenever fine-tuning changes it."""
+    digest = hashlib.sha256(str(model.encoder.max_seq_length).encode())
+    for name, tensor in model.encoder.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def cached_embeddings(
+    model: MultiTaskSentenceTransformer, texts: list[str], cache_dir: str | None = ".mtt_cache", batch_size: int = 64
+) -> torch.Tensor:
+    """Embeddings of ``texts`` by the model's (frozen) encoder, computed once.
+
+    Cached per text in memory and, with ``cache_dir``, on disk in a safetensors file
+    named after :func:`encoder_fingerprint`, so a fine-tuned encoder never reuses the
+    embeddings of the original one.
+    """
+    fingerprint = encoder_fingerprint(model)
+    store = _MEMORY_CACHE.setdefault(fingerprint, {})
+    path = Path(cache_dir) / f"{fingerprint}.safetensors" if cache_dir else None
+    if path is not None and not store and path.is_file():
+        store.update(load_file(path))
+    missing = list(dict.fromkeys(t for t in texts if _text_key(t) not in store))
+    if missing:
+        vectors = model.embed(missing, batch_size=batch_size)
+        store.update({_text_key(t): v.clone() for t, v in zip(missing, vectors)})
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(store, path)
+    return torch.stack([store[_text_key(t)] for t in texts])
+
+
+# -------------------------------------------------------------- freezing
+def set_trainable(model: MultiTaskSentenceTransformer, encoder_layers: int, tasks: list[str]) -> None:
+    """Freezes everything, then unfreezes the top ``encoder_layers`` layers and the heads of ``tasks``."""
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    layers = model.encoder[0].auto_model.encoder.layer
+    if encoder_layers > len(layers):
+        raise ValueError(f"The encoder has {len(layers)} layers; cannot unfreeze {encoder_layers}.")
+    for layer in layers[len(layers) - encoder_layers :]:
+        for parameter in layer.parameters():
+            parameter.requires_grad = True
+    for task in tasks:
+        for parameter in model.heads[task].parameters():
+            parameter.requires_grad = True
+
+
+# ------------------------------------------------------------ evaluation
+def task_metrics(
+    y_true: list[str] | np.ndarray, y_pred: list[str] | np.ndarray, labels: list[str] | None = None
+) -> dict[str, float]:
+    """Accuracy, macro-F1 and macro recall (scikit-learn), macro-averaged over ``labels``."""
+    return {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "macro_f1": f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
+        "macro_recall": recall_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
+    }
+
+
+def predict_labels(
+    model: MultiTaskSentenceTransformer, texts: list[str], task: str, embeddings: torch.Tensor | None = None
+) -> list[str]:
+    """Predicted label names for one task, from texts or from precomputed embeddings."""
+    model.eval()
+    with torch.no_grad():
+        if embeddings is not None:
+            logits = model.heads[task](embeddings.to(model.device)).cpu()
+        else:
+            logits = model.predict_logits(texts)[task]
+    labels = model.config.tasks[task]
+    return [labels[i] for i in logits.argmax(dim=1).tolist()]
+
+
+def evaluate(
+    model: MultiTaskSentenceTransformer, frame: pd.DataFrame, tasks: list[str] | None = None,
+    embeddings: torch.Tensor | None = None,
+) -> dict[str, dict[str, float]]:
+    """Metrics per task on the rows of ``frame`` labelled for that task.
+
+    Args:
+        model: The model.
+        frame: Columns ``text`` and one per task (``None`` where unlabelled).
+        tasks: Tasks to score; default every model task with a column in ``frame``.
+        embeddings: Precomputed embeddings of ``frame.text`` (frozen encoder), optional.
+    """
+    tasks = tasks or [t for t in model.task_names if t in frame.columns]
+    results = {}
+    for task in tasks:
+        mask = frame[task].notna().to_numpy()
+        if not mask.any():
+            continue
+        texts = frame["text"][mask].tolist()
+        sub_embeddings = embeddings[torch.tensor(mask)] if embeddings is not None else None
+        predicted = predict_labels(model, texts, task, sub_embeddings)
+        results[task] = task_metrics(frame[task][mask].tolist(), predicted, model.config.tasks[task])
+    return results
+
+
+def dev_score(metrics: dict[str, dict[str, float]]) -> float:
+    """Mean over tasks of each task's main metric: what early stopping maximises."""
+    return float(np.mean([metrics[task][MAIN_METRIC[task]] for task in metrics]))
+
+
+# --------------------------------------------------------------- batching
+def batch_indices(sources: np.ndarray, config: TrainConfig, rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices of each step of one epoch, following ``config.task_sampling``."""
+    n_rows = len(sources)
+    steps = config.steps_per_epoch or math.ceil(n_rows / config.batch_size)
+    if config.task_sampling == "proportional":
+        order = np.concatenate([rng.permutation(n_rows) for _ in range(math.ceil(steps * config.batch_size / n_rows))])
+        return [order[i * config.batch_size : (i + 1) * config.batch_size] for i in range(steps)]
+    names, counts = np.unique(sources, return_counts=True)
+    pools = {name: np.flatnonzero(sources == name) for name in names}
+    queues = {name: rng.permutation(pools[name]) for name in names}
+    if config.task_sampling == "round_robin":
+        picks = [names[i % len(names)] for i in range(steps)]
+    else:
+        weights = counts ** (1.0 / config.sampling_temperature)
+        picks = rng.choice(names, size=steps, p=weights / weights.sum())
+    batches = []
+    for name in picks:
+        if len(queues[name]) < config.batch_size:  # refill with a fresh shuffle
+            queues[name] = np.concatenate([queues[name], rng.permutation(pools[name])])
+        batches.append(queues[name][: config.batch_size])
+        queues[name] = queues[name][config.batch_size :]
+    return batches
+
+
+def _gradient_cosine(losses: dict[str, torch.Tensor], parameters: list[torch.nn.Parameter]) -> float:
+    """Cosine between the two tasks' gradients on ``parameters``."""
+    flat = []
+    for loss in losses.values():
+        grads = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
+        flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, parameters)]))
+    return F.cosine_similarity(flat[0], flat[1], dim=0).item()
+
+
+# ------------------------------------------------------------------ train
+def train(
+    model: MultiTaskSentenceTransformer, train_frame: pd.DataFrame, dev_frame: pd.DataFrame, config: TrainConfig
+) -> TrainResult:
+    """Trains the model in place and keeps the weights of the best dev epoch.
+
+    Args:
+        model: The model; its heads are trained from their current weights.
+        train_frame: ``text``, optional ``source``, and one column per task (``None``
+            where an example has no label for that task), e.g. from ``multitask_frame``.
+        dev_frame: Same columns; scored every epoch.
+        config: Strategy and hyper-parameters.
+
+    Returns:
+        Per-epoch history, best epoch, wall time, gradient cosines.
+    """
+    start = time.perf_counter()
+    tasks = config.tasks or model.task_names
+    unknown = [task for task in tasks if task not in model.config.tasks or task not in train_frame.columns]
+    if unknown:
+        raise ValueError(f"Task(s) {unknown} are not both a model head and a column of train_frame.")
+    if train_frame.empty:
+        raise ValueError("train_frame has no rows.")
+    set_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+
+    frozen = config.trainable_encoder_layers == 0
+    texts = train_frame["text"].tolist()
+    labels = {task: encode_labels(train_frame, task) for task in tasks}
+    sources = train_frame["source"].to_numpy() if "source" in train_frame else np.zeros(len(train_frame))
+    # Frozen encoder: every epoch sees the same vectors, so compute them once.
+    train_vectors = cached_embeddings(model, texts, config.cache_dir) if frozen else None
+    dev_vectors = cached_embeddings(model, dev_frame["text"].tolist(), config.cache_dir) if frozen else None
+
+    set_trainable(model, config.trainable_encoder_layers, tasks)
+    encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
+    head_params = [p for task in tasks for p in model.heads[task].parameters()]
+    groups = [{"params": head_params, "lr": config.head_lr}]
+    if encoder_params:
+        groups.append({"params": encoder_params, "lr": config.encoder_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+
+    best_score, best_epoch, best_state, stale = -1.0, 0, None, 0
+    rows, cosines = [], []
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        if frozen:
+            model.encoder.eval()
+        totals = {task: [0.0, 0] for task in tasks}
+        steps = batch_indices(sources, config, rng)
+        for index in tqdm(steps, desc=f"epoch {epoch}", disable=not config.show_progress_bar, leave=False):
+            if frozen:
+                outputs = model.classify(train_vectors[index].to(model.device))
+            else:
+                outputs = model(model.tokenize([texts[i] for i in index]))
+            losses = {}
+            for task in tasks:
+                target = labels[task][index].to(model.device)
+                if (target != IGNORE_INDEX).any():  # a batch with no label for this task adds nothing
+                    losses[task] = F.cross_entropy(outputs[task], target, ignore_index=IGNORE_INDEX)
+                    totals[task][0] += losses[task].item()
+                    totals[task][1] += 1
+            if not losses:
+                continue
+            if config.track_gradient_conflict and len(losses) == 2 and encoder_params:
+                cosines.append(_gradient_cosine(losses, encoder_params))
+            loss = sum(config.task_weights.get(task, 1.0) * value for task, value in losses.items())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        metrics = evaluate(model, dev_frame, tasks, dev_vectors)
+        score = dev_score(metrics)
+        row = {"epoch": epoch}
+        row.update({f"train_loss_{t}": s / n if n else float("nan") for t, (s, n) in totals.items()})
+        row.update({f"dev_{t}_{m}": v for t, values in metrics.items() for m, v in values.items()})
+        row.update({"dev_score": score, "seconds": time.perf_counter() - epoch_start})
+        rows.append(row)
+        if score > best_score:
+            best_score, best_epoch, stale = score, epoch, 0
+            best_state = copy.deepcopy({k: v for k, v in model.state_dict().items() if _is_trained(k, model)})
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    set_trainable(model, 0, [])
+    model.eval()
+    return TrainResult(pd.DataFrame(rows), best_epoch, time.perf_counter() - start, cosines)
+
+
+def _is_trained(key: str, model: MultiTaskSentenceTransformer) -> bool:
+    parameter = dict(model.named_parameters()).get(key)
+    return parameter is not None and parameter.requires_grad
+
+
+def train_sequential(
+    model: MultiTaskSentenceTransformer,
+    train_frame: pd.DataFrame,
+    dev_frame: pd.DataFrame,
+    first: TrainConfig,
+    second: TrainConfig,
+) -> tuple[TrainResult, TrainResult]:
+    """Trains ``first.tasks`` (encoder layers included), then freezes the encoder and
+    those heads and trains ``second.tasks`` on top (``second`` must keep the encoder frozen).
+    """
+    if not first.tasks or not second.tasks:
+        raise ValueError("Sequential training needs explicit tasks in both configs.")
+    if second.trainable_encoder_layers != 0:
+        raise ValueError("The second stage trains heads only: set trainable_encoder_layers=0.")
+    stage_one = train(model, train_frame.loc[train_frame[first.tasks].notna().all(axis=1)], dev_frame, first)
+    stage_two = train(model, train_frame.loc[train_frame[second.tasks].notna().all(axis=1)], dev_frame, second)
+    return stage_one, stage_two
