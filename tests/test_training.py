@@ -189,3 +189,28 @@ def test_train_rejects_bad_input(encoder, frames, tmp_path):
         TrainConfig(task_sampling="random")
     with pytest.raises(ValueError, match="cannot unfreeze 7"):
         train(model, masked, dev, quiet_config(tmp_path, trainable_encoder_layers=7))
+
+
+@pytest.mark.parametrize("layer", [0, 3, 5])
+def test_top_layers_on_cached_states_match_full_encoder(encoder, layer):
+    from mtt_helpers.training import cached_hidden_states, embed_from_layer
+
+    model = fresh(encoder).eval()  # no dropout
+    texts = ["x", "A much longer sentence about the stock market falling sharply today.", "ok then"]
+    hidden = cached_hidden_states(model, texts, layer)
+    assert [h.shape[1] for h in hidden] == [384] * 3
+    with torch.no_grad():
+        ours = embed_from_layer(model, hidden, layer)
+    assert (ours - model.embed(texts)).abs().max().item() <= 1e-5
+
+
+def test_cached_lower_layers_train_like_plain_finetuning(encoder, frames, tmp_path):
+    masked, _, dev = frames
+    results = {}
+    for cache in (True, False):
+        model = fresh(encoder)
+        config = quiet_config(tmp_path, epochs=1, trainable_encoder_layers=2, cache_lower_layers=cache)
+        results[cache] = (train(model, masked, dev, config), evaluate(model, dev))
+    # Same data, order and seed; only dropout in the frozen lower layers differs.
+    for task in ("topic", "sentiment"):
+        assert abs(results[True][1][task]["accuracy"] - results[False][1][task]["accuracy"]) < 0.1
