@@ -129,14 +129,33 @@ class TrainResult:
     """Per step, cosine between the tasks' encoder gradients (``track_gradient_conflict``)."""
 
 
-# ------------------------------------------------------ embedding cache
-_MEMORY_CACHE: dict[str, dict[str, torch.Tensor]] = {}
+# ------------------------------------------------------------------ caches
+# Frozen parts of the encoder give the same output every epoch, so compute it once.
+# Both caches are per text, under a fingerprint of the weights that produced the output:
+#   _EMBEDDINGS[fingerprint of the whole encoder][text] -> sentence embedding (also on disk)
+#   _HIDDEN[(fingerprint of the layers below `layer`, layer)][text] -> (tokens, 384) vectors
+_EMBEDDINGS: dict[str, dict[str, torch.Tensor]] = {}
+_HIDDEN: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
 
 
-def encoder_fingerprint(model: MultiTaskSentenceTransformer) -> str:
-    """A hash of the encoder's weights and max length: changes whenever fine-tuning changes it."""
-    digest = hashlib.sha256(str(model.encoder.max_seq_length).encode())
-    for name, tensor in model.encoder.state_dict().items():
+def _transformer(model: MultiTaskSentenceTransformer) -> torch.nn.Module:
+    """The Hugging Face model inside the Sentence Transformer (a BertModel for MiniLM)."""
+    return model.encoder[0].auto_model
+
+
+def encoder_fingerprint(model: MultiTaskSentenceTransformer, below_layer: int | None = None) -> str:
+    """A hash of the encoder's weights (all, or only those below ``below_layer``) and max length.
+
+    It changes whenever fine-tuning changes those weights, so a cache never serves
+    outputs of an older encoder. Fine-tuning the top layers keeps the lower fingerprints.
+    """
+    digest = hashlib.sha256(f"{model.encoder.max_seq_length}/{below_layer}".encode())
+    if below_layer is None:
+        state = model.encoder.state_dict()
+    else:
+        prefixes = ("embeddings.", *(f"encoder.layer.{i}." for i in range(below_layer)))
+        state = {k: v for k, v in _transformer(model).state_dict().items() if k.startswith(prefixes)}
+    for name, tensor in state.items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:20]
@@ -146,63 +165,83 @@ def _text_key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def cached_embeddings(
-    model: MultiTaskSentenceTransformer, texts: list[str], cache_dir: str | None = ".mtt_cache", batch_size: int = 64
-) -> torch.Tensor:
-    """Embeddings of ``texts`` by the model's (frozen) encoder, computed once.
-
-    Cached per text in memory and, with ``cache_dir``, on disk in a safetensors file
-    named after :func:`encoder_fingerprint`, so a fine-tuned encoder never reuses the
-    embeddings of the original one.
-    """
-    fingerprint = encoder_fingerprint(model)
-    store = _MEMORY_CACHE.setdefault(fingerprint, {})
-    path = Path(cache_dir) / f"{fingerprint}.safetensors" if cache_dir else None
-    if path is not None and not store and path.is_file():
-        store.update(load_file(path))
-    missing = list(dict.fromkeys(t for t in texts if _text_key(t) not in store))
-    if missing:
-        vectors = model.embed(missing, batch_size=batch_size)
-        store.update({_text_key(t): v.clone() for t, v in zip(missing, vectors)})
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_file(store, path)
-    return torch.stack([store[_text_key(t)] for t in texts])
-
-
-# --------------------------------------------- cached lower-layer outputs
-_HIDDEN_CACHE: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
-
-
-def _transformer(model: MultiTaskSentenceTransformer) -> torch.nn.Module:
-    """The Hugging Face model inside the Sentence Transformer (a BertModel for MiniLM)."""
-    return model.encoder[0].auto_model
+def _longest_first(texts: list[str]) -> list[str]:
+    """Unique texts, longest first, so that batches pad little."""
+    return sorted(dict.fromkeys(texts), key=len, reverse=True)
 
 
 def cached_hidden_states(
     model: MultiTaskSentenceTransformer, texts: list[str], layer: int, batch_size: int = 64
 ) -> list[torch.Tensor]:
     """Token vectors after the first ``layer`` transformer layers, one ``(tokens, 384)``
-    tensor per text (no padding), computed once per encoder state and kept in memory."""
-    key = (encoder_fingerprint(model), layer)
-    store = _HIDDEN_CACHE.setdefault(key, {})
-    missing = list(dict.fromkeys(t for t in texts if _text_key(t) not in store))
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(missing), batch_size):
-            batch = missing[start : start + batch_size]
-            features = model.tokenize(batch)
-            output = _transformer(model)(
-                **{k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features},
-                output_hidden_states=True,
-            )
-            hidden = output.hidden_states[layer]
-            for i, text in enumerate(batch):
-                length = int(features["attention_mask"][i].sum())
-                store[_text_key(text)] = hidden[i, :length].cpu().clone()
-    model.train(was_training)
+    tensor per text (no padding), computed once per state of those layers, in memory.
+
+    The same encoder pass also fills the sentence-embedding cache.
+    """
+    store = _HIDDEN.setdefault((encoder_fingerprint(model, layer), layer), {})
+    missing = _longest_first([t for t in texts if _text_key(t) not in store])
+    if missing:
+        embeddings = _EMBEDDINGS.setdefault(encoder_fingerprint(model), {})
+        bert = _transformer(model)
+        source = bert.embeddings if layer == 0 else bert.encoder.layer[layer - 1]
+        captured = []
+        hook = source.register_forward_hook(
+            lambda module, inputs, output: captured.append(output[0] if isinstance(output, tuple) else output)
+        )
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(missing), batch_size):
+                    batch = missing[start : start + batch_size]
+                    features = model.tokenize(batch)
+                    sentence_embeddings = model.encode_features(features).cpu()
+                    hidden = captured.pop()
+                    for i, text in enumerate(batch):
+                        length = int(features["attention_mask"][i].sum())
+                        store[_text_key(text)] = hidden[i, :length].cpu().clone()
+                        embeddings[_text_key(text)] = sentence_embeddings[i].clone()
+        finally:
+            hook.remove()
+            model.train(was_training)
     return [store[_text_key(t)] for t in texts]
+
+
+def cached_embeddings(
+    model: MultiTaskSentenceTransformer, texts: list[str], cache_dir: str | None = ".mtt_cache", batch_size: int = 64
+) -> torch.Tensor:
+    """Sentence embeddings of ``texts`` by the model's current encoder, computed once.
+
+    Cached per text in memory and, with ``cache_dir``, on disk (a safetensors file named
+    after :func:`encoder_fingerprint`). Texts whose lower-layer outputs are cached (after
+    top-layer fine-tuning, say) only run the layers above; others run the whole encoder.
+    """
+    fingerprint = encoder_fingerprint(model)
+    store = _EMBEDDINGS.setdefault(fingerprint, {})
+    path = Path(cache_dir) / f"{fingerprint}.safetensors" if cache_dir else None
+    if path is not None and not store and path.is_file():
+        store.update(load_file(path))
+    missing = _longest_first([t for t in texts if _text_key(t) not in store])
+    if missing:
+        for (lower, layer), hidden in list(_HIDDEN.items()):
+            keys = [_text_key(t) for t in missing]
+            if all(k in hidden for k in keys) and lower == encoder_fingerprint(model, layer):
+                was_training = model.training
+                model.eval()
+                with torch.no_grad():
+                    for start in range(0, len(keys), batch_size):
+                        chunk = keys[start : start + batch_size]
+                        vectors = embed_from_layer(model, [hidden[k] for k in chunk], layer).cpu()
+                        store.update({k: v.clone() for k, v in zip(chunk, vectors)})
+                model.train(was_training)
+                break
+        else:
+            vectors = model.embed(missing, batch_size=batch_size)
+            store.update({_text_key(t): v.clone() for t, v in zip(missing, vectors)})
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(store, path)
+    return torch.stack([store[_text_key(t)] for t in texts])
 
 
 def embed_from_layer(model: MultiTaskSentenceTransformer, hidden: list[torch.Tensor], layer: int) -> torch.Tensor:

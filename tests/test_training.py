@@ -143,7 +143,7 @@ def test_embedding_cache_hits_memory_and_disk(encoder, tmp_path, monkeypatch):
     assert torch.equal(cached_embeddings(model, texts[:2], str(tmp_path)), first[:2])
     import mtt_helpers.training as training
 
-    monkeypatch.setattr(training, "_MEMORY_CACHE", {})  # a new process: read back from disk
+    monkeypatch.setattr(training, "_EMBEDDINGS", {})  # a new process: read back from disk
     assert torch.allclose(cached_embeddings(model, texts, str(tmp_path)), first)
 
 
@@ -214,3 +214,17 @@ def test_cached_lower_layers_train_like_plain_finetuning(encoder, frames, tmp_pa
     # Same data, order and seed; only dropout in the frozen lower layers differs.
     for task in ("topic", "sentiment"):
         assert abs(results[True][1][task]["accuracy"] - results[False][1][task]["accuracy"]) < 0.1
+
+
+def test_embeddings_after_top_layer_finetuning_reuse_lower_layers(encoder, frames, tmp_path, monkeypatch):
+    masked, _, dev = frames
+    model = fresh(encoder)
+    train(model, masked, dev, quiet_config(tmp_path, epochs=1, trainable_encoder_layers=2))
+    texts = dev["text"].tolist()[:10]
+    expected = model.embed(texts)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the lower layers' outputs are cached: no full encoder pass needed")
+
+    monkeypatch.setattr(model, "embed", fail)
+    assert (cached_embeddings(model, texts, None) - expected).abs().max().item() <= 1e-5
