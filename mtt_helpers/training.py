@@ -103,6 +103,10 @@ class TrainConfig:
     text (in memory) and run only the top ``k`` layers at each step and dev evaluation.
     Same result up to dropout in the frozen layers (off here), and several times faster."""
 
+    cached_layer: int | None = None
+    """Which layer's output to cache; ``None`` means just below the trainable layers. A lower
+    layer lets runs with different ``k`` share one cache (the layers in between run frozen)."""
+
     def __post_init__(self) -> None:
         if self.task_sampling not in ("proportional", "round_robin", "temperature"):
             raise ValueError(f"Unknown task_sampling {self.task_sampling!r}.")
@@ -401,6 +405,10 @@ def train(
     if config.trainable_encoder_layers > n_layers:
         raise ValueError(f"The encoder has {n_layers} layers; cannot unfreeze {config.trainable_encoder_layers}.")
     start_layer = n_layers - config.trainable_encoder_layers
+    if config.cached_layer is not None:
+        if not 0 <= config.cached_layer <= start_layer:
+            raise ValueError(f"cached_layer must be between 0 and {start_layer} (below the trainable layers).")
+        start_layer = config.cached_layer
     layered = not frozen and config.cache_lower_layers
     # Frozen encoder: every epoch sees the same vectors, so compute them once. Partly frozen:
     # the same holds for the output of the frozen lower layers.
