@@ -86,6 +86,16 @@ case "$ACTION" in
       "${PY[@]}" -m jupyter nbconvert --to notebook --execute --inplace \
         --ExecutePreprocessor.timeout=1800 "$notebook"
     done
+    echo "==> copying the notebooks' results files into README.md"
+    "${PY[@]}" - <<'PY'
+import re
+from pathlib import Path
+
+readme = Path("README.md")
+pattern = re.compile(r"(<!-- results: (\S+) -->\n).*?(<!-- /results -->)", re.S)
+text = pattern.sub(lambda m: m[1] + Path(m[2]).read_text().strip() + "\n" + m[3], readme.read_text())
+readme.write_text(text)
+PY
     ;;
   test)
     echo "==> running tests"

@@ -1,6 +1,7 @@
 """Classify the sentences of a CSV file by topic and sentiment.
 
     python -m mtt_helpers.predict MODEL_DIR INPUT.csv [-o OUT.csv]
+    python -m mtt_helpers.predict ONNX_DIR INPUT.csv --backend onnx [--onnx-file model.int8.onnx]
 
 INPUT.csv needs a ``text`` column. The output has ``text, text_class, sentiment`` and one
 ``prob_<task>_<label>`` column per class; without ``-o`` it goes to stdout.
@@ -38,10 +39,14 @@ def read_texts(path: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mtt_helpers.predict", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model_dir", help="a model directory written by MultiTaskSentenceTransformer.save")
+    parser.add_argument(
+        "model_dir", help="a model directory written by MultiTaskSentenceTransformer.save (torch) or export_onnx (onnx)"
+    )
     parser.add_argument("input_csv", help="CSV file with a 'text' column")
     parser.add_argument("-o", "--output", help="output CSV (default: stdout)")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per forward pass (default 32)")
+    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="run the torch model or an ONNX export")
+    parser.add_argument("--onnx-file", default="model.onnx", help="with --backend onnx: the graph in MODEL_DIR")
     args = parser.parse_args(argv)
 
     from mtt_helpers.cli_common import fail, write_atomically
@@ -51,9 +56,16 @@ def main(argv: list[str] | None = None) -> None:
     quiet()
     texts = read_texts(args.input_csv)
     try:
-        model = MultiTaskSentenceTransformer.load(args.model_dir)
+        if args.backend == "onnx":
+            from mtt_helpers.export import OnnxPredictor
+
+            model = OnnxPredictor(args.model_dir, onnx_file=args.onnx_file)
+        else:
+            model = MultiTaskSentenceTransformer.load(args.model_dir)
     except (FileNotFoundError, ValueError) as error:
         fail(str(error))
+    except ImportError as error:
+        fail(f"--backend onnx needs onnxruntime (pip install 'mtt_helpers[onnx]'): {error}")
     predictions = model.predict(texts, batch_size=args.batch_size).rename(columns={"sentence": "text"})
     if args.output:
         write_atomically(args.output, lambda path: predictions.to_csv(path, index=False))

@@ -4,7 +4,7 @@
 
 Topic from ``DIR/huffpost_news_category``, sentiment from ``DIR/tweeteval_sentiment`` (each
 ``train.csv``/``dev.csv`` with ``text,label``). The recommended configuration, from notebook 03:
-joint training with a masked loss, the top 2 encoder layers fine-tuned (lr 1e-4) and both heads
+joint training with a masked loss, the top 3 encoder layers fine-tuned (lr 1e-4) and both heads
 (lr 1e-3), 2 epochs, best dev epoch kept. Prints dev metrics; writes MODEL_DIR only when done.
 """
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sentiment-dataset", default="tweeteval_sentiment", help="subfolder with sentiment labels")
     parser.add_argument("--max-per-task", type=int, default=12000,
                         help="seeded stratified sample of at most this many training rows per task (default 12000)")
-    parser.add_argument("--layers", type=int, default=2, help="top encoder layers to fine-tune (default 2)")
+    parser.add_argument("--layers", type=int, default=3, help="top encoder layers to fine-tune (default 3)")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")

@@ -102,3 +102,19 @@ def test_train_cli_bad_data_writes_nothing(tmp_path):
     missing = cli("mtt_helpers.train", "--data-dir", str(tmp_path / "none"), "--out", str(out))
     assert missing.returncode != 0 and "data directory not found" in missing.stderr
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".model")]
+
+
+def test_predict_onnx_backend_matches_torch(saved_model, tmp_path):
+    from mtt_helpers.export import export_onnx
+
+    model = MultiTaskSentenceTransformer.load(saved_model)
+    export_onnx(model, tmp_path / "onnx")
+    texts = ["Shares fell 4% after the earnings call.", "What a goal!", "a"]
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
+    result = cli("mtt_helpers.predict", str(tmp_path / "onnx"), str(tmp_path / "in.csv"), "--backend", "onnx",
+                 "-o", str(tmp_path / "out.csv"))
+    assert result.returncode == 0, result.stderr
+    out = pd.read_csv(tmp_path / "out.csv")
+    expected = model.predict(texts)
+    assert out["text_class"].tolist() == expected["text_class"].tolist()
+    assert out["sentiment"].tolist() == expected["sentiment"].tolist()

@@ -1,0 +1,174 @@
+"""ONNX export: the exported graph must behave like the torch model it came from."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+# Optional dependencies (the `onnx` extra): skip, rather than error, where they are missing.
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from mtt_helpers import MultiTaskSentenceTransformer, set_seed
+from mtt_helpers.data import load_bundled
+from mtt_helpers.export import INT8_FILE, ONNX_FILE, OnnxPredictor, export_onnx, quantize_int8
+
+LONG_TEXT = " ".join(["The committee discussed budgets, exams and marathon training schedules."] * 40)
+"""About 400 words: far beyond the 256-token limit, so it must be truncated identically."""
+
+VARIED_TEXTS = [
+    "a",
+    LONG_TEXT,
+    "The striker scored twice in the final minutes.",
+    "Stocks fell sharply after the central bank raised interest rates again this quarter.",
+    "Café crème brûlée — naïve résumé, très bien!",
+    "東京の新しいスマートフォンは高すぎる。",
+    "Ελληνικά: το σχολείο άνοιξε ξανά σήμερα.",
+    "I love this 😀🎉 new laptop",
+    "ok",
+    "Antidisestablishmentarianism pneumonoultramicroscopicsilicovolcanoconiosis",
+]
+
+
+@pytest.fixture(scope="module")
+def exported(encoder, tmp_path_factory):
+    """A random-headed model, its fp32 export and an int8 copy in a second directory."""
+    set_seed(0)
+    model = MultiTaskSentenceTransformer(encoder).eval()
+    fp32_dir = tmp_path_factory.mktemp("onnx_fp32")
+    int8_dir = tmp_path_factory.mktemp("onnx_int8")
+    onnx_path = export_onnx(model, fp32_dir / ONNX_FILE)
+    quantize_int8(onnx_path, int8_dir / INT8_FILE)
+    return model, fp32_dir, int8_dir
+
+
+@pytest.fixture(scope="module")
+def fp32(exported):
+    return OnnxPredictor(exported[1])
+
+
+def test_export_writes_a_self_contained_directory(exported):
+    model, fp32_dir, int8_dir = exported
+    for directory in (fp32_dir, int8_dir):  # quantize_int8 copies config and tokenizer
+        assert (directory / "config.json").is_file()
+        assert (directory / "tokenizer_config.json").is_file()
+    config = json.loads((fp32_dir / "config.json").read_text())
+    assert config["tasks"] == model.config.tasks
+    assert config["max_seq_length"] == model.encoder.max_seq_length
+    session = ort.InferenceSession(str(fp32_dir / ONNX_FILE), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert [o.name for o in session.get_outputs()] == ["embedding", "topic_logits", "sentiment_logits"]
+    assert (int8_dir / INT8_FILE).stat().st_size < (fp32_dir / ONNX_FILE).stat().st_size / 3
+
+
+def test_graph_matches_torch_on_a_mixed_length_batch(exported):
+    """The raw graph, fed the torch model's own tokens: isolates the export from tokenization."""
+    model, fp32_dir, _ = exported
+    features = model.tokenize(VARIED_TEXTS)
+    assert features["input_ids"].shape[1] == model.encoder.max_seq_length  # LONG_TEXT was truncated
+    session = ort.InferenceSession(str(fp32_dir / ONNX_FILE), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    embedding, topic, sentiment = session.run(None, {name: features[name].numpy() for name in names})
+    with torch.no_grad():
+        expected = model(features)
+    assert np.abs(embedding - expected["embedding"].numpy()).max() <= 1e-4
+    assert np.abs(topic - expected["topic"].numpy()).max() <= 1e-4
+    assert np.abs(sentiment - expected["sentiment"].numpy()).max() <= 1e-4
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_graph_has_dynamic_batch_and_sequence(exported, batch):
+    model, fp32_dir, _ = exported
+    features = model.tokenize(VARIED_TEXTS[2 : 2 + batch])
+    session = ort.InferenceSession(str(fp32_dir / ONNX_FILE), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {i.name: features[i.name].numpy() for i in session.get_inputs()})
+    assert [o.shape for o in outputs] == [(batch, 384), (batch, 6), (batch, 3)]
+
+
+def test_predictor_matches_torch(exported, fp32):
+    model = exported[0]
+    expected = model.predict(VARIED_TEXTS)
+    table = fp32.predict(VARIED_TEXTS)
+    assert list(table.columns) == list(expected.columns)
+    assert table["sentence"].tolist() == VARIED_TEXTS
+    assert table["text_class"].tolist() == expected["text_class"].tolist()
+    assert table["sentiment"].tolist() == expected["sentiment"].tolist()
+    prob_columns = [c for c in table.columns if c.startswith("prob_")]
+    assert np.abs(table[prob_columns].to_numpy() - expected[prob_columns].to_numpy()).max() <= 1e-4
+    embeddings = fp32.embed(VARIED_TEXTS)
+    assert embeddings.shape == (len(VARIED_TEXTS), 384)
+    assert np.abs(embeddings - model.embed(VARIED_TEXTS).numpy()).max() <= 1e-4
+
+
+def test_int8_agrees_with_fp32(exported, fp32):
+    int8 = OnnxPredictor(exported[2], onnx_file=INT8_FILE)
+    texts = load_bundled("dev")["text"].tolist()[:50]
+    reference, quantized = fp32.predict(texts), int8.predict(texts)
+    for column in ("text_class", "sentiment"):
+        assert (reference[column] == quantized[column]).mean() >= 0.9, column
+    cosine = (fp32.embed(texts) * int8.embed(texts)).sum(axis=1)  # rows have unit norm
+    assert cosine.mean() >= 0.97
+
+
+def test_token_sorted_batching_keeps_input_order(fp32):
+    texts = load_bundled("dev")["text"].tolist()[:40] + VARIED_TEXTS
+    one_by_one = fp32.predict(texts, batch_size=1)
+    batched = fp32.predict(texts, batch_size=16)
+    assert batched["sentence"].tolist() == texts
+    assert batched["text_class"].tolist() == one_by_one["text_class"].tolist()
+    assert batched["sentiment"].tolist() == one_by_one["sentiment"].tolist()
+    assert np.abs(fp32.embed(texts, batch_size=16) - fp32.embed(texts, batch_size=1)).max() <= 1e-4
+
+
+def test_predictor_validates_texts(fp32):
+    with pytest.raises(TypeError):
+        fp32.predict("one string, not a list")
+    with pytest.raises(ValueError):
+        fp32.predict(["fine", "   "])
+    with pytest.raises(ValueError):
+        fp32.embed(["fine"], batch_size=0)
+
+
+def test_missing_and_corrupt_files_give_clear_errors(exported, tmp_path):
+    _, fp32_dir, int8_dir = exported
+    with pytest.raises(FileNotFoundError, match="no_such_dir"):
+        OnnxPredictor(tmp_path / "no_such_dir")
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        OnnxPredictor(fp32_dir, onnx_file="missing.onnx")
+    with pytest.raises(FileNotFoundError, match="no_such.onnx"):
+        quantize_int8(tmp_path / "no_such.onnx", tmp_path / "out.onnx")
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / ONNX_FILE).write_bytes(b"this is not a protobuf")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        OnnxPredictor(broken)
+    shutil.copy(fp32_dir / "config.json", broken / "config.json")
+    with pytest.raises(ValueError, match=ONNX_FILE):
+        OnnxPredictor(broken)
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json"):
+        OnnxPredictor(broken)
+
+    # A config that no longer matches the graph (a fourth sentiment label).
+    shutil.copy(int8_dir / INT8_FILE, broken / ONNX_FILE)
+    config = json.loads((fp32_dir / "config.json").read_text())
+    config["tasks"]["sentiment"].append("mixed")
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="sentiment_logits"):
+        OnnxPredictor(broken)
+    # A matching config and graph, but no tokenizer files.
+    shutil.copy(fp32_dir / "config.json", broken / "config.json")
+    with pytest.raises(FileNotFoundError, match="tokenizer"):
+        OnnxPredictor(broken)
+
+
+def test_export_refuses_an_unsupported_pooling(encoder, tmp_path):
+    cls_pooling = type(encoder[1])(384, pooling_mode="cls")
+    model = MultiTaskSentenceTransformer(SentenceTransformer(modules=[encoder[0], cls_pooling], device="cpu"))
+    with pytest.raises(ValueError, match="mean Pooling"):
+        export_onnx(model, tmp_path / ONNX_FILE)
+    assert not (tmp_path / ONNX_FILE).exists()
