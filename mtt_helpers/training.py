@@ -86,7 +86,8 @@ class TrainConfig:
     """Stop after this many epochs without a better dev score."""
 
     seed: int = 0
-    """Seeds weights of nothing (heads exist already) but every shuffle, draw and dropout."""
+    """Seeds every shuffle, task draw and dropout mask. (The heads' initial weights are drawn
+    when the model is built: call ``set_seed`` before that.)"""
 
     track_gradient_conflict: bool = False
     """Record the cosine between the two tasks' gradients on the trainable encoder
