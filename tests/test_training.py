@@ -33,7 +33,8 @@ def frames():
 
 def fresh(encoder):
     set_seed(0)
-    return MultiTaskSentenceTransformer(encoder)
+    # A copy: fine-tuning must not change the session-wide encoder other test files use.
+    return MultiTaskSentenceTransformer(copy.deepcopy(encoder))
 
 
 def snapshot(module):
