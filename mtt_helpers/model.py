@@ -202,11 +202,11 @@ class MultiTaskSentenceTransformer(nn.Module):
         texts = check_texts(texts)
         logits = self.predict_logits(texts, batch_size)
         table = pd.DataFrame({"sentence": texts})
+        probabilities = {task: logits[task].softmax(dim=1) for task in self.config.tasks}
         for task, labels in self.config.tasks.items():
-            probs = logits[task].softmax(dim=1)
-            table[PREDICTION_COLUMN.get(task, task)] = [labels[i] for i in probs.argmax(dim=1).tolist()]
+            table[PREDICTION_COLUMN.get(task, task)] = [labels[i] for i in probabilities[task].argmax(dim=1).tolist()]
         for task, labels in self.config.tasks.items():
-            probs = logits[task].softmax(dim=1)
+            probs = probabilities[task]
             for j, label in enumerate(labels):
                 table[f"prob_{task}_{label}"] = probs[:, j].numpy()
         return table

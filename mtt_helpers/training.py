@@ -228,8 +228,8 @@ def cached_embeddings(
         store.update(load_file(path))
     missing = _longest_first([t for t in texts if _text_key(t) not in store])
     if missing:
+        keys = [_text_key(t) for t in missing]
         for (lower, layer), hidden in list(_HIDDEN.items()):
-            keys = [_text_key(t) for t in missing]
             if all(k in hidden for k in keys) and lower == encoder_fingerprint(model, layer):
                 was_training = model.training
                 model.eval()
@@ -402,9 +402,8 @@ def train(
     dev_texts = dev_frame["text"].tolist()
     labels = {task: encode_labels(train_frame, task) for task in tasks}
     sources = train_frame["source"].to_numpy() if "source" in train_frame else np.zeros(len(train_frame))
+    set_trainable(model, config.trainable_encoder_layers, tasks)  # also checks k against the layer count
     n_layers = len(_transformer(model).encoder.layer)
-    if config.trainable_encoder_layers > n_layers:
-        raise ValueError(f"The encoder has {n_layers} layers; cannot unfreeze {config.trainable_encoder_layers}.")
     start_layer = n_layers - config.trainable_encoder_layers
     if config.cached_layer is not None:
         if not 0 <= config.cached_layer <= start_layer:
@@ -438,7 +437,6 @@ def train(
                 for i in range(0, len(dev_hidden), 128)
             ])
 
-    set_trainable(model, config.trainable_encoder_layers, tasks)
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     head_params = [p for task in tasks for p in model.heads[task].parameters()]
     groups = [{"params": head_params, "lr": config.head_lr}]
@@ -446,6 +444,7 @@ def train(
         groups.append({"params": encoder_params, "lr": config.encoder_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
 
+    trained_names = {name for name, p in model.named_parameters() if p.requires_grad}
     best_score, best_epoch, best_state, stale = -1.0, 0, None, 0
     rows, cosines = [], []
     for epoch in range(1, config.epochs + 1):
@@ -483,7 +482,7 @@ def train(
         rows.append(row)
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
-            best_state = copy.deepcopy({k: v for k, v in model.state_dict().items() if _is_trained(k, model)})
+            best_state = copy.deepcopy({k: v for k, v in model.state_dict().items() if k in trained_names})
         else:
             stale += 1
             if stale >= config.patience:
@@ -493,11 +492,6 @@ def train(
     set_trainable(model, 0, [])
     model.eval()
     return TrainResult(pd.DataFrame(rows), best_epoch, time.perf_counter() - start, cosines)
-
-
-def _is_trained(key: str, model: MultiTaskSentenceTransformer) -> bool:
-    parameter = dict(model.named_parameters()).get(key)
-    return parameter is not None and parameter.requires_grad
 
 
 def train_sequential(
