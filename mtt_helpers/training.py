@@ -373,7 +373,7 @@ def _gradient_cosine(losses: dict[str, torch.Tensor], parameters: list[torch.nn.
 
 # ------------------------------------------------------------------ train
 def train(
-    model: MultiTaskSentenceTransformer, train_frame: pd.DataFrame, dev_frame: pd.DataFrame, config: TrainConfig
+    model: MultiTaskSentenceTransformer, train_frame: pd.DataFrame, dev_frame: pd.DataFrame | None, config: TrainConfig
 ) -> TrainResult:
     """Trains the model in place and keeps the weights of the best dev epoch.
 
@@ -381,7 +381,9 @@ def train(
         model: The model; its heads are trained from their current weights.
         train_frame: ``text``, optional ``source``, and one column per task (``None``
             where an example has no label for that task), e.g. from ``multitask_frame``.
-        dev_frame: Same columns; scored every epoch.
+        dev_frame: Same columns; scored every epoch. ``None``: no dev set, so every epoch
+            runs and the last one's weights are kept (a fixed schedule: use it when the
+            only labelled held-out data is the set you report on).
         config: Strategy and hyper-parameters.
 
     Returns:
@@ -399,7 +401,7 @@ def train(
 
     frozen = config.trainable_encoder_layers == 0
     texts = train_frame["text"].tolist()
-    dev_texts = dev_frame["text"].tolist()
+    dev_texts = dev_frame["text"].tolist() if dev_frame is not None else []
     labels = {task: encode_labels(train_frame, task) for task in tasks}
     sources = train_frame["source"].to_numpy() if "source" in train_frame else np.zeros(len(train_frame))
     set_trainable(model, config.trainable_encoder_layers, tasks)  # also checks k against the layer count
@@ -414,10 +416,10 @@ def train(
     # the same holds for the output of the frozen lower layers.
     if frozen:
         train_vectors = cached_embeddings(model, texts, config.cache_dir)
-        dev_vectors = cached_embeddings(model, dev_texts, config.cache_dir)
+        dev_vectors = cached_embeddings(model, dev_texts, config.cache_dir) if dev_texts else None
     elif layered:
         train_hidden = cached_hidden_states(model, texts, start_layer)
-        dev_hidden = cached_hidden_states(model, dev_texts, start_layer)
+        dev_hidden = cached_hidden_states(model, dev_texts, start_layer) if dev_texts else []
 
     def embed_batch(index: np.ndarray) -> torch.Tensor:
         if frozen:
@@ -473,10 +475,15 @@ def train(
             optimizer.step()
 
         model.eval()
-        metrics = evaluate(model, dev_frame, tasks, dev_embeddings())
-        score = dev_score(metrics)
         row = {"epoch": epoch}
         row.update({f"train_loss_{t}": s / n if n else float("nan") for t, (s, n) in totals.items()})
+        if dev_frame is None:
+            row["seconds"] = time.perf_counter() - epoch_start
+            rows.append(row)
+            best_epoch, best_state = epoch, None  # keep the weights as they are: the last epoch's
+            continue
+        metrics = evaluate(model, dev_frame, tasks, dev_embeddings())
+        score = dev_score(metrics)
         row.update({f"dev_{t}_{m}": v for t, values in metrics.items() for m, v in values.items()})
         row.update({"dev_score": score, "seconds": time.perf_counter() - epoch_start})
         rows.append(row)

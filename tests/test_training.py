@@ -62,6 +62,21 @@ def test_frozen_training_changes_only_heads_and_learns(encoder, frames, tmp_path
     assert result.history.loc[result.best_epoch - 1, "dev_score"] == result.history["dev_score"].max()
 
 
+def test_without_dev_set_every_epoch_runs_and_last_weights_stay(encoder, frames, tmp_path):
+    _, both, _ = frames
+    model = fresh(encoder)
+    result = train(model, both, None, quiet_config(tmp_path, epochs=4, patience=1))
+    assert len(result.history) == 4 and result.best_epoch == 4
+    assert "dev_score" not in result.history.columns
+    # The same run with one epoch more must end with different weights: nothing was restored.
+    longer = fresh(encoder)
+    train(longer, both, None, quiet_config(tmp_path, epochs=5))
+    assert not unchanged(snapshot(model.heads), longer.heads)
+    shorter = fresh(encoder)
+    train(shorter, both, None, quiet_config(tmp_path, epochs=4))
+    assert unchanged(snapshot(model.heads), shorter.heads)
+
+
 def test_masked_loss_leaves_unlabelled_task_alone(encoder, frames, tmp_path):
     masked, _, dev = frames
     topic_rows = masked.loc[masked["topic"].notna()]
