@@ -8,6 +8,7 @@ import random
 import warnings
 
 import numpy as np
+import pandas as pd
 import torch
 
 
@@ -39,3 +40,28 @@ def quiet() -> None:
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A DataFrame as a GitHub-flavoured markdown table (for the results files the README
+    includes), floats rounded to ``digits``. Written here to avoid a dependency on ``tabulate``.
+
+    Args:
+        frame: The table; its index becomes the first column.
+        digits: Decimals shown for float cells.
+
+    Returns:
+        The table, one line per row, no trailing newline.
+    """
+    if frame.columns.empty:
+        raise ValueError("The frame has no columns to write.")
+
+    def cell(value: object) -> str:
+        text = f"{value:.{digits}f}" if isinstance(value, (float, np.floating)) else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    header = [str(frame.index.name or "")] + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for index, row in zip(frame.index, frame.itertuples(index=False)):
+        lines.append("| " + " | ".join([cell(index)] + [cell(v) for v in row]) + " |")
+    return "\n".join(lines)

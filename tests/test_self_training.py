@@ -1,0 +1,80 @@
+import copy
+
+import pandas as pd
+import pytest
+import torch
+
+from mtt_helpers import MultiTaskSentenceTransformer, set_seed
+from mtt_helpers.data import TASK_LABELS, load_bundled, stratified_sample
+from mtt_helpers.self_training import SelfTrainingConfig, pseudo_labels, self_train
+from mtt_helpers.training import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def split():
+    train = load_bundled("train").rename(columns={"sentiment": "label"})[["text", "label"]]
+    labelled = stratified_sample(train, 30, seed=0)
+    pool = train[~train["text"].isin(labelled["text"])]
+    return labelled, pool
+
+
+def fresh(encoder):
+    set_seed(0)
+    return MultiTaskSentenceTransformer(encoder)
+
+
+def config(tmp_path):
+    return TrainConfig(epochs=40, batch_size=16, show_progress_bar=False, cache_dir=str(tmp_path))
+
+
+def heads_equal(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_pseudo_labels_are_confident_balanced_and_sorted(encoder, split, tmp_path):
+    labelled, pool = split
+    model = fresh(encoder)
+    self_train(model, labelled, [], "sentiment", config(tmp_path), SelfTrainingConfig(threshold=0.99))  # labelled only
+    chosen = pseudo_labels(model, pool["text"].tolist(), "sentiment", SelfTrainingConfig(threshold=0.5, per_class=20))
+    assert not chosen.empty and (chosen["confidence"] >= 0.5).all()
+    assert chosen.groupby("label").size().max() <= 20
+    assert set(chosen["label"]) <= set(TASK_LABELS["sentiment"])
+    for _, group in chosen.groupby("label"):
+        assert group["confidence"].is_monotonic_decreasing
+    with pytest.raises(ValueError, match="No unlabelled texts"):
+        pseudo_labels(model, [], "sentiment", SelfTrainingConfig())
+
+
+def test_self_training_retrains_head_with_pseudo_labels_only(encoder, split, tmp_path):
+    labelled, pool = split
+    texts = pool["text"].tolist() + labelled["text"].tolist()[:5]  # labelled texts in the pool are skipped
+    model = fresh(encoder)
+    encoder_before = copy.deepcopy(model.encoder.state_dict())
+    result, pseudo = self_train(model, labelled, texts, "sentiment", config(tmp_path), SelfTrainingConfig(threshold=0.4, per_class=50))
+    assert all(torch.equal(v, model.encoder.state_dict()[k]) for k, v in encoder_before.items())
+    assert len(pseudo) > 0 and not set(pseudo["text"]) & set(labelled["text"])
+    assert result.history["train_loss_sentiment"].notna().all()
+    # The same run with no confident pseudo-label must equal plain training on the labels;
+    # with pseudo-labels the head ends elsewhere.
+    plain = fresh(encoder)
+    _, none = self_train(plain, labelled, texts, "sentiment", config(tmp_path), SelfTrainingConfig(threshold=0.999))
+    assert none.empty
+    reference = fresh(encoder)
+    self_train(reference, labelled, [], "sentiment", config(tmp_path), SelfTrainingConfig(threshold=0.999))
+    assert heads_equal(plain.heads["sentiment"], reference.heads["sentiment"])
+    assert not heads_equal(model.heads["sentiment"], plain.heads["sentiment"])
+    # The topic head is never touched.
+    assert heads_equal(model.heads["topic"], fresh(encoder).heads["topic"])
+
+
+def test_self_training_rejects_bad_settings(encoder, split, tmp_path):
+    labelled, pool = split
+    model = fresh(encoder)
+    with pytest.raises(ValueError, match="frozen"):
+        self_train(model, labelled, pool["text"].tolist(), "sentiment", TrainConfig(trainable_encoder_layers=1))
+    with pytest.raises(ValueError, match="Unknown task"):
+        self_train(model, labelled, pool["text"].tolist(), "mood", config(tmp_path))
+    with pytest.raises(ValueError, match="threshold"):
+        SelfTrainingConfig(threshold=1.0)
+    with pytest.raises(ValueError, match="per_class"):
+        SelfTrainingConfig(per_class=0)
