@@ -249,13 +249,19 @@ class OnnxPredictor:
         directory: A directory written by :func:`export_onnx` (``config.json``, tokenizer
             files and one or more ``.onnx`` graphs).
         onnx_file: Which graph to load, e.g. ``"model.int8.onnx"``.
+        intra_op_num_threads: Threads onnxruntime uses inside one operator (a matrix
+            multiplication, say). ``None`` keeps onnxruntime's default, one per physical core;
+            pass ``torch.get_num_threads()`` to give it the same threads as the torch model,
+            e.g. to compare the two fairly, or a small number to share the CPU with other work.
 
     Raises:
         FileNotFoundError: the directory, ``config.json``, the graph or the tokenizer is missing.
         ValueError: ``config.json`` or the graph is unreadable or they do not match.
     """
 
-    def __init__(self, directory: str | os.PathLike, onnx_file: str = ONNX_FILE) -> None:
+    def __init__(
+        self, directory: str | os.PathLike, onnx_file: str = ONNX_FILE, intra_op_num_threads: int | None = None
+    ) -> None:
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
@@ -270,8 +276,13 @@ class OnnxPredictor:
         self.config = self._read_config(config_path)
         self.max_seq_length: int | None = self.config.max_seq_length
 
+        options = ort.SessionOptions()
+        if intra_op_num_threads is not None:
+            if not isinstance(intra_op_num_threads, int) or intra_op_num_threads < 1:
+                raise ValueError(f"intra_op_num_threads must be a positive int or None, got {intra_op_num_threads!r}.")
+            options.intra_op_num_threads = intra_op_num_threads
         try:
-            self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own, non-public error types
             raise ValueError(f"Cannot load ONNX model {str(onnx_path)!r}: {error}") from error
         self.input_names = [node.name for node in self.session.get_inputs()]

@@ -37,6 +37,9 @@ CONFIG_FILE = "config.json"
 HEADS_FILE = "heads.safetensors"
 ENCODER_DIR = "encoder"
 
+_TOKENIZE_CHUNK = 1024
+"""Texts tokenized per call before sorting; bounds the memory of the padded chunk."""
+
 
 class MLPHead(nn.Module):
     """A two-layer classifier on top of a sentence embedding.
@@ -162,7 +165,7 @@ class MultiTaskSentenceTransformer(nn.Module):
     # --------------------------------------------------------------- inference
     @torch.no_grad()
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
-        """Embeds sentences through the model's own encoder pass, in length-sorted batches.
+        """Embeds sentences through the model's own encoder pass, in token-count-sorted batches.
 
         Returns:
             A ``(len(texts), 384)`` CPU tensor in the input order.
@@ -174,20 +177,83 @@ class MultiTaskSentenceTransformer(nn.Module):
         """Logits of every head (and the embeddings), in the input order, on the CPU."""
         return self._run_batches(texts, batch_size)
 
+    def _token_rows(self, texts: list[str]) -> tuple[list[dict[str, torch.Tensor]], dict, set[str]]:
+        """Tokenizes every text once, through the encoder's own tokenization, and unpads it.
+
+        Texts are tokenized in chunks (each padded to its own longest text, which bounds
+        memory); the padding is then cut off again using the attention mask.
+
+        Returns:
+            One ``{name: tensor}`` per text, the entries that are not per-text tensors (e.g. a
+            ``modality`` string, shared by every batch), and the names of the token-level
+            tensors (``input_ids``, ``attention_mask``, ...), which are stored unpadded.
+        """
+        left = self.encoder.tokenizer.padding_side == "left"
+        rows: list[dict[str, torch.Tensor]] = []
+        shared: dict = {}
+        token_keys: set[str] = set()
+        for start in range(0, len(texts), _TOKENIZE_CHUNK):
+            chunk = texts[start : start + _TOKENIZE_CHUNK]
+            features = self.tokenize(chunk)
+            mask = features["attention_mask"]
+            per_text = {}
+            for key, value in features.items():
+                if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == len(chunk):
+                    per_text[key] = value.cpu()
+                    if value.shape == mask.shape:
+                        token_keys.add(key)
+                else:
+                    shared[key] = value
+            width = mask.shape[1]
+            for i, length in enumerate(mask.sum(dim=1).tolist()):
+                row = {}
+                for key, value in per_text.items():
+                    if key in token_keys:
+                        value = value[i, width - length :] if left else value[i, :length]
+                    else:
+                        value = value[i]
+                    row[key] = value.clone()  # a copy, so the padded chunk can be freed
+                rows.append(row)
+        return rows, shared, token_keys
+
+    def _pad_batch(self, rows: list[dict[str, torch.Tensor]], shared: dict, token_keys: set[str]) -> dict:
+        """Pads rows from :meth:`_token_rows` to the batch's longest, as the tokenizer does."""
+        left = self.encoder.tokenizer.padding_side == "left"
+        width = max(len(row["attention_mask"]) for row in rows)
+        pad_values = {"input_ids": self.encoder.tokenizer.pad_token_id or 0}
+        batch = dict(shared)
+        for key in rows[0]:
+            if key not in token_keys:
+                batch[key] = torch.stack([row[key] for row in rows]).to(self.device)
+                continue
+            padded = torch.full((len(rows), width), pad_values.get(key, 0), dtype=rows[0][key].dtype)
+            for i, row in enumerate(rows):
+                if left:
+                    padded[i, width - len(row[key]) :] = row[key]
+                else:
+                    padded[i, : len(row[key])] = row[key]
+            batch[key] = padded.to(self.device)
+        return batch
+
     def _run_batches(self, texts: Sequence[str], batch_size: int) -> dict[str, torch.Tensor]:
         texts = check_texts(texts)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         was_training = self.training
         self.eval()
-        # Sort by length so each batch pads little, as SentenceTransformer.encode does.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        # Sort by token count, not by characters as SentenceTransformer.encode does: characters
+        # are a poor proxy (an emoji or a rare word is several tokens), and every padding token
+        # costs as much encoder compute as a real one. Tokenize once, sort, batch, restore.
+        rows, shared, token_keys = self._token_rows(texts)
+        order = sorted(range(len(texts)), key=lambda i: -len(rows[i]["attention_mask"]))
         chunks: dict[str, list[torch.Tensor]] = {}
-        for start in range(0, len(texts), batch_size):
-            batch = [texts[i] for i in order[start : start + batch_size]]
-            for key, value in self(self.tokenize(batch)).items():
-                chunks.setdefault(key, []).append(value.float().cpu())
-        self.train(was_training)
+        try:
+            for start in range(0, len(texts), batch_size):
+                batch = self._pad_batch([rows[i] for i in order[start : start + batch_size]], shared, token_keys)
+                for key, value in self(batch).items():
+                    chunks.setdefault(key, []).append(value.float().cpu())
+        finally:
+            self.train(was_training)
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.tensor(order)] = torch.arange(len(order))
         return {key: torch.cat(values)[inverse] for key, values in chunks.items()}

@@ -123,6 +123,18 @@ def test_token_sorted_batching_keeps_input_order(fp32):
     assert np.abs(fp32.embed(texts, batch_size=16) - fp32.embed(texts, batch_size=1)).max() <= 1e-4
 
 
+def test_predictor_thread_count(exported):
+    fp32_dir = exported[1]
+    one = OnnxPredictor(fp32_dir, intra_op_num_threads=1)
+    assert one.session.get_session_options().intra_op_num_threads == 1
+    default = OnnxPredictor(fp32_dir)
+    assert default.session.get_session_options().intra_op_num_threads == 0  # 0: onnxruntime's own choice
+    assert np.abs(one.embed(VARIED_TEXTS) - default.embed(VARIED_TEXTS)).max() <= 1e-5
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError, match="intra_op_num_threads"):
+            OnnxPredictor(fp32_dir, intra_op_num_threads=bad)
+
+
 def test_predictor_validates_texts(fp32):
     with pytest.raises(TypeError):
         fp32.predict("one string, not a list")

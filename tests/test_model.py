@@ -21,6 +21,20 @@ TEXTS = [
     "Shares fell 4% after the earnings call.",
 ]
 
+VARIED = [
+    "Shares fell 4% after the earnings call.",
+    "ok",
+    " ".join(["The committee discussed budgets and exams."] * 60),  # > 256 tokens: truncated
+    "🎉🎉🎉 #blessed @user https://t.co/xyz",  # few characters, many tokens
+    "Internationalization notwithstanding, manufacturers outperformed",  # many characters, few tokens
+    "Café crème brûlée — naïve résumé, très bien!",
+    "東京の新しいスマートフォンは高すぎる。",
+    "A",
+    "  leading and trailing spaces  ",
+    "The striker scored twice in the final minutes of a thrilling derby at the weekend.",
+]
+"""Lengths from 1 to over 256 tokens, in an order that is neither character- nor token-sorted."""
+
 
 def test_mlp_head_layers_and_shapes():
     head = MLPHead(384, 192, 6)
@@ -70,6 +84,52 @@ def test_predict_order_does_not_depend_on_batching(model):
     one = model.predict_logits(TEXTS, batch_size=1)["topic"]
     all_at_once = model.predict_logits(TEXTS, batch_size=32)["topic"]
     assert torch.allclose(one, all_at_once, atol=1e-5)
+
+
+def _token_counts(model, texts):
+    return [len(ids) for ids in model.encoder.tokenizer(texts, truncation=True, max_length=model.encoder.max_seq_length)["input_ids"]]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_embed_matches_sentence_transformers_encode(model, encoder, batch_size):
+    counts = _token_counts(model, VARIED)
+    assert counts != sorted(counts) and counts != sorted(counts, reverse=True)  # the input is not pre-sorted
+    assert max(counts) == model.encoder.max_seq_length  # one text is truncated
+    ours = model.embed(VARIED, batch_size=batch_size)
+    theirs = encoder.encode(VARIED, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True).cpu()
+    assert ours.shape == (len(VARIED), 384)
+    assert (ours - theirs).abs().max().item() <= 1e-5
+
+
+def test_batched_outputs_are_restored_to_input_order(model):
+    """Each row must belong to the text at the same position: compare with texts embedded alone."""
+    batched = model.predict_logits(VARIED, batch_size=3)
+    for i, text in enumerate(VARIED):
+        alone = model.predict_logits([text], batch_size=1)
+        for key in ("embedding", "topic", "sentiment"):
+            assert (batched[key][i] - alone[key][0]).abs().max().item() <= 1e-5, (i, key)
+    # Rows of different texts differ, so a permutation could not pass the check above.
+    assert torch.cdist(batched["embedding"], batched["embedding"]).fill_diagonal_(1).min() > 0.01
+
+
+def test_batches_are_sorted_by_token_count_not_characters(model):
+    counts = _token_counts(model, VARIED)
+    by_characters = sorted(range(len(VARIED)), key=lambda i: -len(VARIED[i]))
+    by_tokens = sorted(range(len(VARIED)), key=lambda i: -counts[i])
+    assert [counts[i] for i in by_characters] != [counts[i] for i in by_tokens]  # the two orders differ here
+
+    widths = []
+    hook = model.encoder.register_forward_pre_hook(
+        lambda module, args: widths.append(args[0]["attention_mask"].sum(dim=1).tolist())
+    )
+    try:
+        model.embed(VARIED, batch_size=3)
+    finally:
+        hook.remove()
+    assert sorted(c for batch in widths for c in batch) == sorted(counts)  # each text once, unpadded count
+    for longer, shorter in zip(widths, widths[1:]):
+        assert min(longer) >= max(shorter)  # consecutive batches never interleave lengths
+    assert widths == [[counts[i] for i in by_tokens[k : k + 3]] for k in range(0, len(VARIED), 3)]
 
 
 def test_set_seed_makes_heads_reproducible(encoder):
