@@ -11,8 +11,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-# Notebook 03 is left out for now: its bundled path takes several minutes and is not yet verified.
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0[12]_*.ipynb"))
+# Notebooks 03 and 04 are left out: each takes several minutes more on top of its nbval run in CI
+# (their bundled paths were run by hand; see the README).
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0[125]_*.ipynb"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
