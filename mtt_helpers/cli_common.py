@@ -1,13 +1,14 @@
-"""Shared pieces of the command-line tools: clear errors and writes that never leave half a file."""
+"""Shared pieces of the command-line tools: clear errors, argument checks, safe writes."""
 
 from __future__ import annotations
 
-import os
-import shutil
+import argparse
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
+
+from mtt_helpers.files import write_atomically
+
+__all__ = ["fail", "int_at_least", "write_atomically"]
 
 
 def fail(message: str) -> None:
@@ -16,27 +17,27 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def write_atomically(target: str | os.PathLike, write: Callable[[Path], None], is_dir: bool = False) -> None:
-    """Writes into a temporary path beside ``target``, then renames it into place.
+def int_at_least(minimum: int, maximum: int | None = None, why: str = "") -> Callable[[str], int]:
+    """An argparse ``type=`` that accepts integers in ``[minimum, maximum]`` and explains a refusal.
 
-    If ``write`` fails, nothing is left at ``target``.
+    Args:
+        minimum: The smallest value allowed.
+        maximum: The largest value allowed, or ``None``.
+        why: Appended to the refusal, e.g. ``"(one row per class at least)"``.
+
+    Example:
+        ``parser.add_argument("--epochs", type=int_at_least(1))``
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if is_dir:
-        temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    else:
-        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(handle)
-        temporary = Path(name)
-    try:
-        write(temporary)
-        if is_dir and target.exists():
-            shutil.rmtree(target)
-        os.replace(temporary, target)
-    except BaseException:
-        if temporary.is_dir():
-            shutil.rmtree(temporary, ignore_errors=True)
-        else:
-            temporary.unlink(missing_ok=True)
-        raise
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            raise argparse.ArgumentTypeError(f"must be an integer {allowed}{' ' + why if why else ''}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    return parse

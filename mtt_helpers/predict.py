@@ -1,50 +1,69 @@
-"""Classify the sentences of a CSV file by topic and sentiment.
+"""Classify the sentences of a CSV file by topic and sentiment (the command-line tool).
 
     python -m mtt_helpers.predict MODEL_DIR INPUT.csv [-o OUT.csv]
     python -m mtt_helpers.predict ONNX_DIR INPUT.csv --backend onnx [--onnx-file model.int8.onnx]
 
-INPUT.csv needs a ``text`` column. The output has ``text, text_class, sentiment`` and one
-``prob_<task>_<label>`` column per class; without ``-o`` it goes to stdout.
+INPUT.csv needs a ``text`` column; a text containing a comma must be quoted. The output has
+``text, text_class, sentiment`` and one ``prob_<task>_<label>`` column per class; without ``-o``
+it goes to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 
 def read_texts(path: str) -> list[str]:
-    """Reads and validates the ``text`` column of a CSV file."""
+    """Reads and validates the ``text`` column of a CSV file, exactly as written.
+
+    Exits with a clear message (naming the file and, where it applies, the line) on a missing
+    or unreadable file, a row wider or narrower than the header, or an empty text.
+    """
     from mtt_helpers.cli_common import fail
+    from mtt_helpers.data import read_text_csv
 
     if not Path(path).is_file():
         fail(f"input file not found: {path}")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        frame, lines = read_text_csv(path)
+    except ValueError as error:
         fail(f"cannot read {path} as CSV: {error}")
     if "text" not in frame.columns:
         fail(f"{path} has no 'text' column; its columns are {list(frame.columns)}")
     if frame.empty:
         fail(f"{path} has no rows")
-    empty = frame.index[frame["text"].str.strip() == ""].tolist()
+    empty = [line for line, text in zip(lines, frame["text"]) if not text.strip()]
     if empty:
-        rows = ", ".join(str(i + 2) for i in empty[:10])  # +2: header line, 1-based
-        fail(f"{path}: empty text on line(s) {rows}{' ...' if len(empty) > 10 else ''}")
+        shown = ", ".join(str(line) for line in empty[:10])
+        fail(f"{path}: empty text on line(s) {shown}{' ...' if len(empty) > 10 else ''}")
     return frame["text"].tolist()
 
 
+def check_output_path(output: str, input_csv: str) -> None:
+    """Refuses, before any work, an ``-o`` that is a directory or the input file itself."""
+    from mtt_helpers.cli_common import fail
+
+    target = Path(output).expanduser().resolve()  # resolves "dir/../in.csv" and links
+    if target.is_dir():
+        fail(f"-o {output} is a directory; name the CSV file to write")
+    source = Path(input_csv).expanduser().resolve()
+    if target == source or (target.exists() and source.exists() and os.path.samefile(target, source)):
+        fail(f"-o {output} is the input file; write the predictions to another file")
+
+
 def main(argv: list[str] | None = None) -> None:
+    from mtt_helpers.cli_common import int_at_least
+
     parser = argparse.ArgumentParser(prog="python -m mtt_helpers.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "model_dir", help="a model directory written by MultiTaskSentenceTransformer.save (torch) or export_onnx (onnx)"
     )
     parser.add_argument("input_csv", help="CSV file with a 'text' column")
     parser.add_argument("-o", "--output", help="output CSV (default: stdout)")
-    parser.add_argument("--batch-size", type=int, default=32, help="sentences per forward pass (default 32)")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=32, help="sentences per forward pass (default 32)")
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="run the torch model or an ONNX export")
     parser.add_argument("--onnx-file", default="model.onnx", help="with --backend onnx: the graph in MODEL_DIR")
     args = parser.parse_args(argv)
@@ -54,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     from mtt_helpers.utils import quiet
 
     quiet()
+    if args.output:
+        check_output_path(args.output, args.input_csv)
     texts = read_texts(args.input_csv)
     try:
         if args.backend == "onnx":

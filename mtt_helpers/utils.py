@@ -12,6 +12,19 @@ import pandas as pd
 import torch
 
 
+class InputWarning(Warning):
+    """Something about the user's input worth seeing even after :func:`quiet`: texts cut at the
+    encoder's token limit, empty texts dropped from a dataset.
+
+    A direct subclass of ``Warning``, not of ``UserWarning``, because ``quiet()`` silences
+    ``UserWarning`` (the libraries' noise) and filters match subclasses. Shown every time
+    (not once per code location, Python's default), so each call reports its own input.
+    """
+
+
+warnings.filterwarnings("always", category=InputWarning)
+
+
 def set_seed(seed: int) -> None:
     """Seeds Python's ``random``, NumPy and PyTorch (CPU and every GPU).
 
@@ -27,7 +40,12 @@ def set_seed(seed: int) -> None:
 
 
 def quiet() -> None:
-    """Silences warnings and progress bars that would make notebook outputs flaky."""
+    """Silences warnings and progress bars that would make notebook outputs flaky.
+
+    Library warnings (``FutureWarning``, ``UserWarning``, ``DeprecationWarning``) and
+    library logging below ``ERROR`` are hidden; this project's own :class:`InputWarning`
+    stays visible, since it reports something about the user's data.
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)

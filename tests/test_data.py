@@ -1,4 +1,5 @@
 import os
+import warnings
 
 import pandas as pd
 import pytest
@@ -13,8 +14,10 @@ from mtt_helpers.data import (
     load_bundled,
     load_external,
     multitask_frame,
+    read_text_csv,
     stratified_sample,
 )
+from mtt_helpers.utils import InputWarning, quiet
 
 
 def write(path, text):
@@ -53,11 +56,42 @@ def test_bundled_rejects_unknown_labels(tmp_path):
 # ------------------------------------------------------------ external loading
 def test_load_external_infers_task_and_drops_empty(tmp_path):
     write(tmp_path / "tweets" / "train.csv", 'text,label\nloved it,positive\n"  ",neutral\nmeh,neutral\nawful,negative\n')
-    with pytest.warns(UserWarning, match="dropped 1 empty"):
+    with pytest.warns(InputWarning, match="dropped 1 empty"):
         frame = load_external("tweets", "train", folder=tmp_path)
     assert frame.attrs["task"] == "sentiment"
     assert frame.attrs["dropped_empty"] == 1
     assert frame["text"].tolist() == ["loved it", "meh", "awful"]
+
+
+def test_dropped_empty_texts_warning_survives_quiet(tmp_path):
+    """quiet() hides library UserWarnings; the warning about the user's own data must stay."""
+    write(tmp_path / "tweets" / "train.csv", 'text,label\nloved it,positive\n"  ",neutral\n')
+    with warnings.catch_warnings(record=True) as caught:
+        quiet()
+        load_external("tweets", "train", folder=tmp_path)
+    assert [str(w.message) for w in caught if "dropped 1 empty" in str(w.message)], caught
+
+
+def test_unquoted_comma_is_an_error_naming_the_line(tmp_path):
+    """pandas would make "Great game" the index and keep " we won" as the text."""
+    write(tmp_path / "tweets" / "train.csv", "text,label\nGreat game, we won,positive\nmeh,neutral\n")
+    with pytest.raises(ValueError, match=r"train.csv, line 2: 3 field\(s\), but the header has 2"):
+        load_external("tweets", "train", folder=tmp_path)
+
+
+def test_read_text_csv_keeps_text_exactly_and_counts_physical_lines(tmp_path):
+    path = write(tmp_path / "in.csv", 'text\n"Great game, we won"\n"two\nlines"\n\n  spaced  \n')
+    frame, lines = read_text_csv(path)
+    assert frame["text"].tolist() == ["Great game, we won", "two\nlines", "  spaced  "]
+    assert lines == [2, 3, 6]  # the quoted field spans lines 3-4; line 5 is blank
+
+
+def test_non_utf8_training_file_names_the_file(tmp_path):
+    path = tmp_path / "tweets" / "train.csv"
+    path.parent.mkdir()
+    path.write_bytes("text,label\nok,neutral\ncaf\u00e9 cr\u00e8me,positive\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"tweets/train.csv, line 3: not UTF-8"):
+        load_external("tweets", "train", folder=tmp_path)
 
 
 def test_load_external_topic_dataset(tmp_path):
@@ -115,6 +149,25 @@ def test_stratified_sample_is_seeded_and_stratified():
         stratified_sample(frame, 1)
     with pytest.raises(ValueError, match="No column"):
         stratified_sample(frame, 10, label_column="topic")
+
+
+def test_stratified_sample_when_too_few_rows_are_left_for_sklearn():
+    """101 rows, n=100: one row left over for 3 classes, which scikit-learn's split refuses."""
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(101)], "label": ["a"] * 50 + ["b"] * 30 + ["c"] * 21})
+    sample = stratified_sample(frame, 100, seed=1)
+    assert len(sample) == 100 and not sample["text"].duplicated().any()
+    assert set(sample["text"]) <= set(frame["text"])
+    counts = sample["label"].value_counts().to_dict()
+    assert sum(counts.values()) == 100
+    assert all(abs(counts[label] - share * 100 / 101) < 1 for label, share in {"a": 50, "b": 30, "c": 21}.items())
+    assert sample.equals(stratified_sample(frame, 100, seed=1))
+
+
+def test_stratified_sample_with_a_single_row_class():
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(100)], "label": ["a"] * 60 + ["b"] * 39 + ["c"]})
+    sample = stratified_sample(frame, 50)
+    assert len(sample) == 50
+    assert sample["label"].value_counts().to_dict() == {"a": 30, "b": 20}  # c's share, 0.5, rounds away
 
 
 def test_multitask_frame_marks_missing_labels():

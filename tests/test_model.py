@@ -1,3 +1,4 @@
+import copy
 import json
 import pickle
 
@@ -164,12 +165,43 @@ def test_save_load_gives_identical_predictions(model, tmp_path, monkeypatch, inc
     assert loaded.predict(TEXTS)[["text_class", "sentiment"]].equals(model.predict(TEXTS)[["text_class", "sentiment"]])
 
 
-def test_saved_finetuned_encoder_is_reloaded(model, tmp_path):
+def _finetuned_copy(encoder):
+    """A model on a copy of ``encoder`` whose attention weights were changed, as fine-tuning would.
+
+    Noise on the query/key/value weights changes which tokens attend to which, so (unlike a
+    constant added to every embedding, which LayerNorm removes) the sentence embeddings change.
+    The shared session fixture is left untouched.
+    """
+    tuned = copy.deepcopy(encoder)
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        model.encoder[0].auto_model.embeddings.word_embeddings.weight.add_(0.05)
-    model.save(tmp_path, include_encoder=True)
+        for layer in tuned[0].auto_model.encoder.layer:
+            for linear in (layer.attention.self.query, layer.attention.self.key, layer.attention.self.value):
+                linear.weight.add_(0.05 * torch.randn(linear.weight.shape, generator=generator))
+    set_seed(0)
+    return MultiTaskSentenceTransformer(tuned)
+
+
+def test_saved_finetuned_encoder_is_reloaded(encoder, tmp_path):
+    pristine_before = encoder[0].auto_model.encoder.layer[0].attention.self.query.weight.detach().clone()
+    tuned = _finetuned_copy(encoder)
+    tuned.save(tmp_path, include_encoder=True)
     loaded = MultiTaskSentenceTransformer.load(tmp_path, device="cpu")
-    assert torch.allclose(model.embed(TEXTS), loaded.embed(TEXTS), atol=1e-6)
+    assert torch.allclose(tuned.embed(TEXTS), loaded.embed(TEXTS), atol=1e-6)
+    # The pristine encoder gives clearly other embeddings, so a load() that ignored encoder/ fails above.
+    pristine = MultiTaskSentenceTransformer(encoder).embed(TEXTS)
+    assert (pristine - loaded.embed(TEXTS)).abs().max().item() > 0.05
+    assert torch.equal(encoder[0].auto_model.encoder.layer[0].attention.self.query.weight, pristine_before)
+
+
+def test_load_refuses_heads_saved_without_their_finetuned_encoder(encoder, tmp_path):
+    tuned = _finetuned_copy(encoder)
+    tuned.save(tmp_path, include_encoder=False)  # the fine-tuned encoder is not saved
+    with pytest.raises(ValueError, match="other weights than the one the heads were saved with"):
+        MultiTaskSentenceTransformer.load(tmp_path, device="cpu")
+    # The frozen (pristine) encoder, saved the same way, loads.
+    MultiTaskSentenceTransformer(encoder).save(tmp_path, include_encoder=False)
+    MultiTaskSentenceTransformer.load(tmp_path, device="cpu")
 
 
 def test_load_errors(model, tmp_path):

@@ -1,0 +1,123 @@
+"""The model's configuration and the files of a saved model, shared by torch and ONNX.
+
+* ``MultiTaskConfig``: the labels of each task and the head sizes, read and written as
+  ``config.json`` by :meth:`MultiTaskConfig.from_json` / :meth:`MultiTaskConfig.to_json`,
+  the one place that checks that file (for the torch model and the ONNX predictor alike).
+* ``is_saved_model``: recognises a directory written by ``MultiTaskSentenceTransformer.save``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+TOPIC_LABELS = ["sports", "health", "tech", "finance", "education", "other"]
+"""Task A classes, in the order of the topic head's outputs."""
+
+SENTIMENT_LABELS = ["negative", "neutral", "positive"]
+"""Task B classes, in the order of the sentiment head's outputs."""
+
+CONFIG_FILE = "config.json"
+"""The configuration file of a saved torch model and of an ONNX export."""
+
+HEADS_FILE = "heads.safetensors"
+"""The head weights of a saved torch model."""
+
+ENCODER_DIR = "encoder"
+"""The sub-folder holding a saved torch model's own encoder (``save(include_encoder=True)``)."""
+
+METADATA_KEYS = ("encoder_saved", "encoder_sha256")
+"""Keys ``config.json`` may hold besides the config fields: facts about the saved files."""
+
+
+def _default_tasks() -> dict[str, list[str]]:
+    return {"topic": list(TOPIC_LABELS), "sentiment": list(SENTIMENT_LABELS)}
+
+
+@dataclass
+class MultiTaskConfig:
+    """Everything needed to rebuild a model's heads; saved as ``config.json``."""
+
+    tasks: dict[str, list[str]] = field(default_factory=_default_tasks)
+    """Task name -> its class labels, in the order of the head's outputs."""
+
+    encoder: str | None = None
+    """Hub id or path of the base encoder; ``None`` means all-MiniLM-L6-v2 (offline package or hub)."""
+
+    embedding_dim: int | None = None
+    """Size of the sentence embedding the heads read; ``None`` takes it from the encoder
+    (``get_sentence_embedding_dimension()``) when the model is built."""
+
+    hidden_dim: int = 192
+    """Width of each head's hidden layer (half the embedding, as in the seed design)."""
+
+    dropout: float = 0.1
+    """Dropout between the head's two layers, active only in training mode."""
+
+    max_seq_length: int | None = None
+    """Truncate inputs to this many tokens; ``None`` keeps the encoder's own limit (256)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tasks, dict) or not self.tasks:
+            raise ValueError(f"A multi-task model needs at least one task, got tasks={self.tasks!r}.")
+        for name, labels in self.tasks.items():
+            if not isinstance(labels, list) or len(labels) < 2:
+                raise ValueError(f"Task {name!r} needs a list of at least two labels, got {labels!r}.")
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"Task {name!r} has duplicate labels: {labels!r}.")
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "MultiTaskConfig":
+        """Reads a ``config.json`` written by :meth:`to_json`.
+
+        Raises:
+            ValueError: the file is not UTF-8 JSON holding an object, has a key that is neither a
+                config field nor one of :data:`METADATA_KEYS`, or holds invalid values.
+        """
+        return read_config(path)[0]
+
+    def to_json(self, path: str | os.PathLike, **metadata: Any) -> None:
+        """Writes the config, plus ``metadata`` (keys from :data:`METADATA_KEYS`), as JSON."""
+        unknown = sorted(set(metadata) - set(METADATA_KEYS))
+        if unknown:
+            raise ValueError(f"Unknown config metadata {unknown}; allowed: {list(METADATA_KEYS)}.")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({**asdict(self), **metadata}, f, indent=2)
+
+
+def read_config(path: str | os.PathLike) -> tuple[MultiTaskConfig, dict[str, Any]]:
+    """Reads ``config.json``: the config and the metadata saved beside it.
+
+    Returns:
+        ``(config, metadata)``; ``metadata`` holds the :data:`METADATA_KEYS` present in the file.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: see :meth:`MultiTaskConfig.from_json`; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Missing model file: {str(path)!r}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+        known = {item.name for item in fields(MultiTaskConfig)}
+        unknown = sorted(set(raw) - known - set(METADATA_KEYS))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown}")
+        metadata = {key: raw[key] for key in METADATA_KEYS if key in raw}
+        return MultiTaskConfig(**{key: value for key, value in raw.items() if key in known}), metadata
+    except (ValueError, TypeError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(f"Unreadable model config {str(path)!r}: {error}") from error
+
+
+def is_saved_model(directory: str | os.PathLike) -> bool:
+    """True when ``directory`` holds a model written by ``MultiTaskSentenceTransformer.save``
+    (``config.json`` and ``heads.safetensors``): the only kind of directory our tools replace."""
+    directory = Path(directory)
+    return (directory / CONFIG_FILE).is_file() and (directory / HEADS_FILE).is_file()
