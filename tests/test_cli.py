@@ -1,5 +1,7 @@
 """The command-line tools: round trips, help, and clear failures that write nothing."""
 
+import os
+import stat
 import subprocess
 import sys
 
@@ -7,11 +9,23 @@ import pandas as pd
 import pytest
 
 from mtt_helpers import MultiTaskSentenceTransformer
+from mtt_helpers import predict as predict_cli
+from mtt_helpers import train as train_cli
 from mtt_helpers.data import load_bundled
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+    # umask 022 so that the permission checks below know what an ordinary write gives.
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=600, cwd=cwd, umask=0o022
+    )
+
+
+def run_main(main, args, capsys):
+    """Runs a CLI's main() in this process (faster than a subprocess); returns (exit code, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(arg) for arg in args])
+    return exit_info.value.code, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +99,8 @@ def test_train_cli_writes_a_loadable_model(tmp_path):
     assert "dev topic: accuracy" in result.stdout and "dev sentiment: accuracy" in result.stdout
     model = MultiTaskSentenceTransformer.load(out)
     assert set(model.predict(["A goal in the last minute."])["text_class"]) <= set(model.config.tasks["topic"])
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, out / "heads.safetensors", out / "encoder" / "model.safetensors"]}
+    assert modes == {"model": 0o755, "heads.safetensors": 0o644, "model.safetensors": 0o644}  # not 0700/0600
     again = cli("mtt_helpers.train", "--data-dir", str(data), "--out", str(out), "--topic-dataset", "news",
                 "--sentiment-dataset", "tweets")
     assert again.returncode != 0 and "already exists" in again.stderr
@@ -118,3 +134,82 @@ def test_predict_onnx_backend_matches_torch(saved_model, tmp_path):
     expected = model.predict(texts)
     assert out["text_class"].tolist() == expected["text_class"].tolist()
     assert out["sentiment"].tolist() == expected["sentiment"].tolist()
+
+
+# ------------------------------------------------------ predict: input and -o
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("text\nGreat game, we won\n", "line 2: 2 field(s), but the header has 1"),  # pandas: text " we won"
+        ("id,text\n1,fine\n2,a,b\n", "line 3: 3 field(s), but the header has 2"),
+        ('text\n"first\nsecond"\n"  "\nok\n', "empty text on line(s) 4"),  # after a two-line field
+    ],
+)
+def test_predict_reads_text_exactly_or_names_the_line(tmp_path, capsys, content, message):
+    (tmp_path / "in.csv").write_text(content)
+    code, err = run_main(predict_cli.main, [tmp_path / "nope", tmp_path / "in.csv"], capsys)
+    assert code == 2 and message in err
+
+
+def test_predict_keeps_quoted_commas_and_multiline_texts(tmp_path):
+    (tmp_path / "in.csv").write_text('text\n"Great game, we won"\n"two\nlines"\n')
+    assert predict_cli.read_texts(str(tmp_path / "in.csv")) == ["Great game, we won", "two\nlines"]
+
+
+def test_predict_output_checks_come_before_any_work(tmp_path, capsys):
+    """Both are refused before the (here missing) model is even looked at."""
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    (tmp_path / "out").mkdir()
+    code, err = run_main(predict_cli.main, [tmp_path / "nope", tmp_path / "in.csv", "-o", tmp_path / "out"], capsys)
+    assert code == 2 and "is a directory" in err
+    sneaky = tmp_path / "out" / ".." / "in.csv"
+    code, err = run_main(predict_cli.main, [tmp_path / "nope", tmp_path / "in.csv", "-o", sneaky], capsys)
+    assert code == 2 and "is the input file" in err
+    assert (tmp_path / "in.csv").read_text() == "text\nhello\n"
+
+
+def test_predict_rejects_batch_size_zero(saved_model, tmp_path, capsys):
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    code, err = run_main(predict_cli.main, [saved_model, tmp_path / "in.csv", "--batch-size", "0"], capsys)
+    assert code == 2 and "--batch-size: must be an integer >= 1, got 0" in err
+
+
+def test_predict_output_has_ordinary_permissions(saved_model, tmp_path, capsys):
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    previous = os.umask(0o022)
+    try:
+        predict_cli.main([str(saved_model), str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv")])
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out.csv").stat().st_mode) == 0o644  # mkstemp alone: 0600
+
+
+# ------------------------------------------------- train: checks before data
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--max-per-task", "0", "--max-per-task: must be an integer >= 6 (one row per class at least), got 0"),
+        ("--max-per-task", "3", "--max-per-task: must be an integer >= 6 (one row per class at least), got 3"),
+        ("--epochs", "0", "--epochs: must be an integer >= 1, got 0"),
+        ("--layers", "-1", "--layers: must be an integer >= 0, got -1"),
+        ("--layers", "10", "--layers 10: the encoder has 6 layers"),
+    ],
+)
+def test_train_checks_numbers_before_reading_data(tmp_path, capsys, flag, value, message):
+    (tmp_path / "data").mkdir()  # holds no dataset: reading it would fail with another message
+    code, err = run_main(train_cli.main, ["--data-dir", tmp_path / "data", "--out", tmp_path / "m", flag, value], capsys)
+    assert code == 2 and message in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_overwrite_replaces_only_a_saved_model(tmp_path, capsys, saved_model):
+    data = tmp_path / "data"
+    write_dataset(data, "news", load_bundled(), "topic")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for out in (data, data / "news" / "..", data / "news", data / "news" / "train.csv"):
+        code, err = run_main(train_cli.main, ["--data-dir", data, "--out", out, "--overwrite"], capsys)
+        assert code == 2 and "replaces only a saved model directory" in err, out
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    # A saved model that contains the data directory is refused too.
+    code, err = run_main(train_cli.main, ["--data-dir", saved_model, "--out", saved_model, "--overwrite"], capsys)
+    assert code == 2 and "would replace the data directory" in err

@@ -1,7 +1,10 @@
+import warnings
+
 import pytest
 import torch
 
-from mtt_helpers import EMBEDDING_DIM, MultiTaskSentenceTransformer, embed, load_encoder, similarity_table
+from mtt_helpers import EMBEDDING_DIM, MultiTaskSentenceTransformer, embed, load_encoder, quiet, similarity_table
+from mtt_helpers.utils import InputWarning
 
 SEED_SENTENCES = ["The dog ran across the grass.", "Why is the sky blue?", "The cat jumped into the weeds."]
 VARIED = [
@@ -64,3 +67,25 @@ def test_similarity_table_needs_matching_rows(encoder):
 def test_load_encoder_missing_directory():
     with pytest.raises(FileNotFoundError, match="Encoder directory not found"):
         load_encoder("./no/such/model")
+
+
+def test_load_encoder_expands_home(tmp_path, monkeypatch):
+    from mtt_helpers.encoder import default_model_source
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "minilm").symlink_to(default_model_source()[0], target_is_directory=True)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    encoder = load_encoder("~/models/minilm", device="cpu")
+    assert encoder.get_embedding_dimension() == EMBEDDING_DIM
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nothing")):
+        load_encoder("~/nothing")
+
+
+def test_embed_reports_truncated_texts_despite_quiet(encoder):
+    with warnings.catch_warnings(record=True) as caught:
+        quiet()
+        embed(encoder, VARIED)
+    messages = [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
+    assert messages == [
+        "1 of 6 text(s) are longer than the encoder's limit of 256 tokens; only their first 256 tokens were used."
+    ]

@@ -184,3 +184,33 @@ def test_export_refuses_an_unsupported_pooling(encoder, tmp_path):
     with pytest.raises(ValueError, match="mean Pooling"):
         export_onnx(model, tmp_path / ONNX_FILE)
     assert not (tmp_path / ONNX_FILE).exists()
+
+
+def test_export_refuses_a_saved_torch_model_directory(encoder, tmp_path):
+    """The export's config.json (no encoder_saved) would replace the model's own and break load()."""
+    model = MultiTaskSentenceTransformer(encoder)
+    model.save(tmp_path, include_encoder=False)
+    config_before = (tmp_path / "config.json").read_text()
+    with pytest.raises(ValueError, match="holds a saved torch model"):
+        export_onnx(model, tmp_path)
+    with pytest.raises(ValueError, match="holds a saved torch model"):
+        export_onnx(model, tmp_path / "model.onnx")
+    assert (tmp_path / "config.json").read_text() == config_before
+    assert not (tmp_path / ONNX_FILE).exists()
+    MultiTaskSentenceTransformer.load(tmp_path)
+
+
+def test_quantize_refuses_to_copy_into_a_saved_torch_model_directory(exported, encoder, tmp_path):
+    MultiTaskSentenceTransformer(encoder).save(tmp_path, include_encoder=False)
+    with pytest.raises(ValueError, match="holds a saved torch model"):
+        quantize_int8(exported[1] / ONNX_FILE, tmp_path / INT8_FILE)
+    assert not (tmp_path / INT8_FILE).exists()
+
+
+@pytest.mark.parametrize("content", ["[]", "3"])
+def test_predictor_config_that_is_not_an_object(exported, tmp_path, content):
+    directory = tmp_path / "copy"
+    shutil.copytree(exported[1], directory)
+    (directory / "config.json").write_text(content)
+    with pytest.raises(ValueError, match=r"Unreadable model config .*config.json.*expected a JSON object"):
+        OnnxPredictor(directory)

@@ -1,9 +1,14 @@
 import copy
 import json
+import os
 import pickle
+import stat
+import warnings
 
 import pytest
 import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.models import Dense, Pooling
 from torch import nn
 
 from mtt_helpers import (
@@ -12,8 +17,10 @@ from mtt_helpers import (
     MLPHead,
     MultiTaskConfig,
     MultiTaskSentenceTransformer,
+    quiet,
     set_seed,
 )
+from mtt_helpers.utils import InputWarning
 
 TEXTS = [
     "The striker scored twice in the derby.",
@@ -243,3 +250,139 @@ def test_predict_rejects_bad_input(model):
         model.predict([])
     with pytest.raises(ValueError, match="batch_size"):
         model.predict(TEXTS, batch_size=0)
+
+
+# ------------------------------------------------------- modes and determinism
+def test_fresh_model_is_in_eval_mode_and_deterministic(encoder):
+    model = MultiTaskSentenceTransformer(encoder)  # no .eval(): a freshly built model
+    assert not any(module.training for module in model.modules())
+    model.predict(TEXTS)
+    assert not any(module.training for module in model.modules())
+    features = model.tokenize(TEXTS)
+    with torch.no_grad():
+        first, second = model(features), model(features)
+    for key in ("embedding", "topic", "sentiment"):
+        assert torch.equal(first[key], second[key]), key  # dropout is off
+
+
+def test_predict_restores_each_submodule_mode(model):
+    model.heads.train()  # e.g. a training loop with a frozen encoder
+    try:
+        model.predict(TEXTS)
+        assert all(head.training for head in model.heads.values())
+        assert not model.encoder.training
+    finally:
+        model.eval()
+
+
+# ------------------------------------------------------------------ pooling
+def test_pool_matches_encode_features(model):
+    features = model.tokenize(VARIED)
+    with torch.no_grad():
+        tokens = model.encoder[0](dict(features))["token_embeddings"]
+        pooled = model.pool(tokens, features["attention_mask"])
+        expected = model.encode_features(features)
+    assert (pooled - expected).abs().max().item() <= 1e-6
+
+
+def test_pool_uses_the_encoders_own_pooling_mode(encoder):
+    cls_encoder = SentenceTransformer(modules=[encoder[0], Pooling(384, pooling_mode="cls")], device="cpu")
+    model = MultiTaskSentenceTransformer(cls_encoder)
+    features = model.tokenize(TEXTS)
+    mask = features["attention_mask"]
+    with torch.no_grad():
+        tokens = model.encoder[0](dict(features))["token_embeddings"]
+        pooled = model.pool(tokens, mask)
+        mean = torch.nn.functional.normalize((tokens * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True), dim=1)
+        assert (pooled - model.encode_features(features)).abs().max().item() <= 1e-6
+    assert torch.allclose(pooled, torch.nn.functional.normalize(tokens[:, 0], dim=1), atol=1e-6)
+    assert (pooled - mean).abs().max().item() > 0.05
+
+
+def test_embedding_dim_comes_from_the_encoder(encoder):
+    assert MultiTaskConfig().embedding_dim is None
+    smaller = SentenceTransformer(modules=[encoder[0], encoder[1], Dense(384, 128)], device="cpu")
+    model = MultiTaskSentenceTransformer(smaller)
+    assert model.config.embedding_dim == 128
+    assert model.heads["topic"].dense.in_features == 128
+    assert model.embed(TEXTS).shape == (len(TEXTS), 128)
+    assert len(model.predict(TEXTS)) == len(TEXTS)
+    with pytest.raises(ValueError, match="embedding_dim=384 but the encoder's embeddings have 128"):
+        MultiTaskSentenceTransformer(smaller, MultiTaskConfig(embedding_dim=384))
+
+
+def test_truncated_texts_are_reported_once_per_call_despite_quiet(model):
+    with warnings.catch_warnings(record=True) as caught:
+        quiet()
+        model.predict(VARIED, batch_size=3)
+        model.embed(VARIED[1:3])  # the same long text again, in another call
+        model.embed(TEXTS)  # nothing long: no warning
+    messages = [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
+    assert messages == [
+        "1 of 10 text(s) are longer than the encoder's limit of 256 tokens; only their first 256 tokens were used.",
+        "1 of 2 text(s) are longer than the encoder's limit of 256 tokens; only their first 256 tokens were used.",
+    ]
+
+
+# ------------------------------------------------------------- saving files
+def test_save_refuses_a_non_empty_directory_that_is_not_a_model(model, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty and holds no saved model"):
+        model.save(tmp_path, include_encoder=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="it is a file"):
+        model.save(tmp_path / "file")
+
+
+def test_save_over_a_saved_model_leaves_nothing_stale(model, tmp_path):
+    model.save(tmp_path, include_encoder=True)
+    (tmp_path / "encoder" / "stale.txt").write_text("old")
+    (tmp_path / "README.md").write_text("the user's own file")
+    model.save(tmp_path, include_encoder=True)
+    assert not (tmp_path / "encoder" / "stale.txt").exists()
+    model.save(tmp_path, include_encoder=False)
+    assert not (tmp_path / "encoder").exists()
+    assert (tmp_path / "README.md").read_text() == "the user's own file"
+    MultiTaskSentenceTransformer.load(tmp_path)
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_saved_files_have_ordinary_permissions(model, tmp_path, umask, file_mode, dir_mode):
+    previous = os.umask(umask)
+    try:
+        model.save(tmp_path / "model", include_encoder=umask == 0o022)  # the encoder once: 90 MB
+    finally:
+        os.umask(previous)
+    paths = [tmp_path / "model", *(tmp_path / "model").rglob("*")]
+    modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in paths}
+    assert modes["model/heads.safetensors"] == file_mode
+    assert all(mode == (dir_mode if (tmp_path / name).is_dir() else file_mode) for name, mode in modes.items()), modes
+
+
+def test_truncated_encoder_weights_give_a_clear_error(model, tmp_path):
+    model.save(tmp_path, include_encoder=True)
+    weights = tmp_path / "encoder" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="Cannot load the encoder from .*encoder"):
+        MultiTaskSentenceTransformer.load(tmp_path)
+
+
+@pytest.mark.parametrize("content", ["[]", '"text"', "3", "null"])
+def test_config_json_that_is_not_an_object(model, tmp_path, content):
+    model.save(tmp_path, include_encoder=False)
+    (tmp_path / "config.json").write_text(content)
+    with pytest.raises(ValueError, match=r"Unreadable model config .*config.json.*expected a JSON object"):
+        MultiTaskSentenceTransformer.load(tmp_path)
+
+
+def test_config_json_round_trip_and_unknown_keys(tmp_path):
+    config = MultiTaskConfig(tasks={"topic": ["a", "b"]}, embedding_dim=384, max_seq_length=128)
+    config.to_json(tmp_path / "config.json", encoder_saved=True)
+    assert MultiTaskConfig.from_json(tmp_path / "config.json") == config
+    raw = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**raw, "hiden_dim": 10}))
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['hiden_dim'\]"):
+        MultiTaskConfig.from_json(tmp_path / "config.json")
+    with pytest.raises(ValueError, match="Unknown config metadata"):
+        config.to_json(tmp_path / "other.json", saved_by="me")

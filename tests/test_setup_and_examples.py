@@ -88,7 +88,7 @@ def test_venv_setup_second_run_installs_nothing():
     assert result.returncode == 0, result.stderr
     assert "nothing installed" in result.stdout
     assert "pip install" not in result.stdout + result.stderr
-    assert elapsed < 60
+    assert elapsed < 600  # generous (10x): only a rerun that installs something takes minutes; load must not fail it
 
 
 def run_script(name: str) -> str:
