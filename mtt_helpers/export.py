@@ -307,6 +307,11 @@ class OnnxPredictor:
         inputs = {name: batch.get(name, np.zeros_like(batch["input_ids"])).astype(np.int64) for name in self.input_names}
         return dict(zip([node.name for node in self.session.get_outputs()], self.session.run(None, inputs)))
 
+    def predict(self, texts: Sequence[str], batch_size: int = 32) -> pd.DataFrame:
+        """The table of ``MultiTaskSentenceTransformer.predict`` (``batching.predictions_table``)."""
+        texts = check_texts(texts)
+        return predictions_table(texts, self.predict_logits(texts, batch_size), self.config.tasks)
+
     def predict_logits(self, texts: Sequence[str], batch_size: int = 32) -> dict[str, np.ndarray]:
         """``{"embedding": ..., task: logits, ...}`` in input order, like the torch model's."""
         outputs = run_token_sorted(check_texts(texts), self.tokenizer, self.max_seq_length, batch_size, self._run_batch)
@@ -315,8 +320,3 @@ class OnnxPredictor:
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """L2-normalised sentence embeddings, ``(len(texts), dim)`` float32, in input order."""
         return self.predict_logits(texts, batch_size)["embedding"]
-
-    def predict(self, texts: Sequence[str], batch_size: int = 32) -> pd.DataFrame:
-        """The table of ``MultiTaskSentenceTransformer.predict`` (``batching.predictions_table``)."""
-        texts = check_texts(texts)
-        return predictions_table(texts, self.predict_logits(texts, batch_size), self.config.tasks)

@@ -195,12 +195,11 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     # ------------------------------------------------------------ save / load
     def save(self, directory: str | os.PathLike, include_encoder: bool = True) -> None:
-        """Writes ``config.json``, ``heads.safetensors`` and (optionally) ``encoder/``.
+        """Writes ``config.json`` (with a SHA-256 fingerprint of the encoder weights, which ``load``
+        checks), ``heads.safetensors`` and (optionally) ``encoder/``, with ordinary permissions.
 
-        ``config.json`` records a SHA-256 fingerprint of the encoder weights, so that ``load``
-        refuses heads whose encoder it cannot reproduce. Files get ordinary permissions. Not
-        atomic (a failure midway leaves a partial model): the ``train`` CLI writes a temporary
-        directory and renames it into place.
+        Not atomic (a failure midway leaves a partial model); the ``train`` CLI writes into a
+        temporary directory and renames it into place (``mtt_helpers.files.write_atomically``).
 
         Args:
             directory: Created if missing. An existing one must be empty or hold a saved model,
@@ -240,25 +239,32 @@ class MultiTaskSentenceTransformer(nn.Module):
         if not (directory / HEADS_FILE).is_file():
             raise FileNotFoundError(f"Missing model file: {str(directory / HEADS_FILE)!r}")
         config, metadata = read_config(directory / CONFIG_FILE)
-        if metadata.get("encoder_saved", False):
-            if not (directory / ENCODER_DIR).is_dir():
-                raise FileNotFoundError(f"Missing encoder directory: {str(directory / ENCODER_DIR)!r}")
-            encoder = load_encoder(directory / ENCODER_DIR, device=device)
-        else:
-            encoder = load_encoder(config.encoder, device=device)
-        saved_fingerprint = metadata.get("encoder_sha256")  # absent in models saved before it existed
-        if saved_fingerprint is not None and saved_fingerprint != encoder_fingerprint(encoder):
-            raise ValueError(
-                f"{str(directory)!r}: the encoder loaded ({'encoder/' if metadata.get('encoder_saved') else config.encoder or 'all-MiniLM-L6-v2'}) "
-                "has other weights than the one the heads were saved with; a fine-tuned encoder must be "
-                "saved with save(..., include_encoder=True)."
-            )
-        model = cls(encoder, config)
+        model = cls(_load_saved_encoder(directory, config, metadata, device), config)
         try:
             model.heads.load_state_dict(load_file(directory / HEADS_FILE), strict=True)
         except Exception as error:  # safetensors raises its own error types
             raise ValueError(f"Head weights {str(directory / HEADS_FILE)!r} do not fit the config: {error}") from error
         return model
+
+
+def _load_saved_encoder(directory: Path, config: MultiTaskConfig, metadata: dict, device: str | None) -> SentenceTransformer:
+    """The encoder of a saved model: its own ``encoder/``, or ``config.encoder`` when it was not
+    saved; either way refused when its weights differ from the fingerprint in ``config.json``."""
+    if metadata.get("encoder_saved", False):
+        source = directory / ENCODER_DIR
+        if not source.is_dir():
+            raise FileNotFoundError(f"Missing encoder directory: {str(source)!r}")
+        encoder = load_encoder(source, device=device)
+    else:
+        source = config.encoder or "all-MiniLM-L6-v2"
+        encoder = load_encoder(config.encoder, device=device)
+    saved_fingerprint = metadata.get("encoder_sha256")  # absent in models saved before it existed
+    if saved_fingerprint is not None and saved_fingerprint != encoder_fingerprint(encoder):
+        raise ValueError(
+            f"{str(directory)!r}: the encoder loaded ({source}) has other weights than the one the heads were "
+            "saved with; a fine-tuned encoder must be saved with save(..., include_encoder=True)."
+        )
+    return encoder
 
 
 def _clear_model_directory(directory: Path) -> None:
