@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
                              "(int8, then texts with a top-2 logit margin below --cascade-margin re-run in fp32: "
                              ">= 99%% of fp32's labels on dev, faster than torch)")
     parser.add_argument("--cascade-margin", type=float, default=None,
-                        help="with --precision int8-safe: the margin below which a text is re-run in fp32 (default 0.3)")
+                        help="with --precision int8-safe: the margin below which a text is re-run in fp32 (default 0.2)")
     args = parser.parse_args(argv)
 
     from mtt_helpers.cli_common import fail, write_atomically
