@@ -25,7 +25,7 @@ esac
 
 ENV_NAME="${MTT_ENV_NAME:-multitask_transformer}"
 TORCH_SPEC="torch==2.13.0"
-EXTRAS=".[notebooks,test,offline-model]"
+EXTRAS=".[notebooks,test,offline-model,serve]"
 # What the installed environment was built from: when these files change, reinstall.
 WANT_STAMP="$(cat environment.yml pyproject.toml conda_env_setup.sh | sha256sum | cut -c1-16)"
 

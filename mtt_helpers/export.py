@@ -320,3 +320,100 @@ class OnnxPredictor:
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """L2-normalised sentence embeddings, ``(len(texts), dim)`` float32, in input order."""
         return self.predict_logits(texts, batch_size)["embedding"]
+
+
+# -------------------------------------------------------------- command line
+_CLI_DESCRIPTION = """Export a saved model as a self-contained ONNX directory.
+
+    python -m mtt_helpers.export MODEL_DIR OUT_DIR [--int8] [--overwrite]
+
+MODEL_DIR is a directory written by MultiTaskSentenceTransformer.save (or
+python -m mtt_helpers.train). OUT_DIR receives model.onnx (and model.int8.onnx with --int8),
+config.json and the tokenizer files; run it with
+python -m mtt_helpers.predict OUT_DIR INPUT.csv --backend onnx [--precision int8|int8-safe].
+OUT_DIR is written beside its final place and renamed when complete, so a failed export
+leaves nothing behind.
+"""
+
+
+def _is_onnx_export(directory: Path) -> bool:
+    """True when ``directory`` looks like this command's output (so --overwrite may replace it)."""
+    return directory.is_dir() and (directory / CONFIG_FILE).is_file() and (directory / ONNX_FILE).is_file()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point: ``python -m mtt_helpers.export MODEL_DIR OUT_DIR [--int8]``.
+
+    Exits with status 2 and writes nothing when MODEL_DIR is not a saved model, OUT_DIR
+    exists (without ``--overwrite``, which only replaces an earlier ONNX export) or OUT_DIR
+    is MODEL_DIR.
+    """
+    import argparse
+    import sys
+
+    from mtt_helpers.cli_common import fail, write_atomically
+
+    parser = argparse.ArgumentParser(
+        prog="python -m mtt_helpers.export",
+        description=_CLI_DESCRIPTION.split("\n\n")[0],
+        epilog=_CLI_DESCRIPTION.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model_dir", help="a model directory written by MultiTaskSentenceTransformer.save")
+    parser.add_argument("out_dir", help="the ONNX directory to write (must not exist unless --overwrite)")
+    parser.add_argument("--int8", action="store_true", help=f"also write the dynamically quantised {INT8_FILE}")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace OUT_DIR if it is an earlier ONNX export (holds config.json and model.onnx); nothing else",
+    )
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
+    args = parser.parse_args(argv)
+
+    model_dir, out_dir = Path(args.model_dir).expanduser(), Path(args.out_dir).expanduser()
+    # All checks before the (slow) model load, so a wrong command fails at once.
+    if not model_dir.is_dir():
+        fail(f"model directory not found: {args.model_dir}")
+    missing = [name for name in (CONFIG_FILE, "heads.safetensors") if not (model_dir / name).is_file()]
+    if missing:
+        fail(f"{args.model_dir} is not a saved model (no {' or '.join(missing)}); "
+             "write one with MultiTaskSentenceTransformer.save or python -m mtt_helpers.train")
+    if out_dir.resolve() == model_dir.resolve():
+        fail(f"OUT_DIR must differ from MODEL_DIR ({args.out_dir})")
+    if model_dir.resolve() in out_dir.resolve().parents:
+        fail(f"OUT_DIR {args.out_dir} lies inside MODEL_DIR; choose a directory outside it")
+    if out_dir.exists() or out_dir.is_symlink():
+        if not args.overwrite:
+            fail(f"{args.out_dir} already exists; pass --overwrite to replace an earlier ONNX export")
+        if out_dir.is_symlink() or not _is_onnx_export(out_dir):
+            fail(f"--overwrite only replaces an ONNX export directory (with {CONFIG_FILE} and {ONNX_FILE}); "
+                 f"{args.out_dir} is not one, so it is left alone")
+    if args.opset < 14:
+        fail(f"--opset must be at least 14 (scaled dot-product attention), got {args.opset}")
+
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export needs it)
+        import onnxruntime  # noqa: F401
+    except ImportError as error:
+        fail(f"exporting needs onnx and onnxruntime (pip install 'mtt_helpers[onnx]'): {error}")
+
+    from mtt_helpers.utils import quiet
+
+    quiet()
+    try:
+        model = MultiTaskSentenceTransformer.load(model_dir, device="cpu")
+        _check_exportable(model)
+    except (FileNotFoundError, ValueError, OSError) as error:
+        fail(f"cannot load the model in {args.model_dir}: {error}")
+
+    def write(directory: Path) -> None:
+        onnx_path = export_onnx(model, directory / ONNX_FILE, opset=args.opset)
+        if args.int8:
+            quantize_int8(onnx_path, directory / INT8_FILE)
+
+    write_atomically(out_dir, write, is_dir=True)
+    graphs = ONNX_FILE + (f" and {INT8_FILE}" if args.int8 else "")
+    print(f"wrote {graphs} with config.json and the tokenizer to {args.out_dir}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

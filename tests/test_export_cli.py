@@ -1,0 +1,126 @@
+"""``python -m mtt_helpers.export``: a self-contained ONNX directory, or a clear error and nothing written."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from mtt_helpers import MultiTaskSentenceTransformer, set_seed
+from mtt_helpers.export import INT8_FILE, ONNX_FILE, OnnxPredictor, main
+
+TEXTS = ["Shares fell 4% after the earnings call.", "What a goal, what a match!", "Flu jabs, now at the pharmacy."]
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, encoder):
+    """A saved model with seeded random heads (the encoder is rebuilt from the offline package)."""
+    set_seed(0)
+    model = MultiTaskSentenceTransformer(encoder).eval()
+    directory = tmp_path_factory.mktemp("saved") / "model"
+    model.save(directory, include_encoder=False)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def exported(saved_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "onnx"
+    main([str(saved_model), str(out), "--int8"])
+    return out
+
+
+def siblings(path):
+    """Everything beside ``path`` in its parent: a failed or finished export leaves no temp dir."""
+    return sorted(p.name for p in path.parent.iterdir())
+
+
+def test_help():
+    result = subprocess.run([sys.executable, "-m", "mtt_helpers.export", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "usage" in result.stdout and "--int8" in result.stdout
+
+
+def test_export_writes_a_directory_that_predict_runs(saved_model, exported, tmp_path):
+    names = {p.name for p in exported.iterdir()}
+    assert {ONNX_FILE, INT8_FILE, "config.json", "tokenizer_config.json"} <= names
+    assert siblings(exported) == ["onnx"]  # the temporary directory was renamed, not left behind
+    umask = os.umask(0); os.umask(umask)
+    assert stat.S_IMODE(exported.stat().st_mode) == 0o777 & ~umask  # ordinary permissions (issue 12)
+    expected = MultiTaskSentenceTransformer.load(saved_model).predict(TEXTS)
+    onnx_table = OnnxPredictor(exported).predict(TEXTS)
+    assert onnx_table["text_class"].tolist() == expected["text_class"].tolist()
+    assert abs(onnx_table["prob_topic_sports"] - expected["prob_topic_sports"]).max() < 1e-4
+
+    pd.DataFrame({"text": TEXTS}).to_csv(tmp_path / "in.csv", index=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "mtt_helpers.predict", str(exported), str(tmp_path / "in.csv"),
+         "--backend", "onnx", "--precision", "int8", "-o", str(tmp_path / "out.csv")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert pd.read_csv(tmp_path / "out.csv")["text"].tolist() == TEXTS
+
+
+def test_without_int8_only_the_fp32_graph_is_written(saved_model, tmp_path):
+    main([str(saved_model), str(tmp_path / "fp32")])
+    assert (tmp_path / "fp32" / ONNX_FILE).is_file() and not (tmp_path / "fp32" / INT8_FILE).exists()
+
+
+def test_overwrite_replaces_an_earlier_export(saved_model, tmp_path):
+    out = tmp_path / "onnx"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / ONNX_FILE).write_text("stale")
+    (out / "stale.txt").write_text("from the earlier export")
+    main([str(saved_model), str(out), "--overwrite"])
+    assert not (out / "stale.txt").exists() and (out / ONNX_FILE).stat().st_size > 1000
+    assert siblings(out) == ["onnx"]
+
+
+def run_failing(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in argv])
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_saved_model_fails_clearly(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    err = run_failing([tmp_path / "empty", tmp_path / "out"], capsys)
+    assert "is not a saved model" in err and "heads.safetensors" in err
+    err = run_failing([tmp_path / "missing", tmp_path / "out"], capsys)
+    assert "model directory not found" in err
+    assert not (tmp_path / "out").exists() and siblings(tmp_path / "out") == ["empty"]
+
+
+def test_an_unreadable_saved_model_fails_clearly(tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    (broken / "heads.safetensors").write_bytes(b"\0" * 16)
+    err = run_failing([broken, tmp_path / "out"], capsys)
+    assert "cannot load the model" in err and "config.json" in err
+    assert siblings(broken) == ["broken"]
+
+
+def test_an_existing_out_dir_is_refused_without_overwrite(saved_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    err = run_failing([saved_model, out], capsys)
+    assert "already exists" in err and "--overwrite" in err
+    # --overwrite replaces only an ONNX export: this directory is something else.
+    err = run_failing([saved_model, out, "--overwrite"], capsys)
+    assert "only replaces an ONNX export" in err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and siblings(out) == ["out"]
+
+
+def test_out_dir_equal_to_or_inside_model_dir_is_refused(saved_model, capsys):
+    before = sorted(p.name for p in saved_model.iterdir())
+    assert "must differ from MODEL_DIR" in run_failing([saved_model, saved_model, "--overwrite"], capsys)
+    assert "inside MODEL_DIR" in run_failing([saved_model, saved_model / "onnx"], capsys)
+    assert sorted(p.name for p in saved_model.iterdir()) == before

@@ -1,0 +1,130 @@
+"""The int8 -> fp32 cascade: margins, the trade-off curve, the predictor and its command-line options."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from mtt_helpers import MultiTaskSentenceTransformer, set_seed
+from mtt_helpers.backends import load_predictor
+from mtt_helpers.data import load_bundled
+from mtt_helpers.export import INT8_FILE, ONNX_FILE, OnnxPredictor, export_onnx, quantize_int8
+from mtt_helpers.int8_cascade import CascadePredictor, cascade_curve, rerun_mask, top2_margin
+from mtt_helpers.predict import main as predict_main
+
+
+def test_top2_margin_is_best_minus_second_best():
+    logits = np.array([[1.0, 3.0, 2.5], [0.0, -1.0, -4.0], [2.0, 2.0, 0.0]])
+    assert np.allclose(top2_margin(logits), [0.5, 1.0, 0.0])
+    with pytest.raises(ValueError, match="shape"):
+        top2_margin(np.array([1.0, 2.0]))
+
+
+def test_rerun_mask_takes_any_task():
+    logits = {"a": np.array([[0.0, 1.0], [0.0, 0.05], [0.0, 1.0]]), "b": np.array([[0.0, 1.0], [0.0, 1.0], [0.9, 1.0]])}
+    assert rerun_mask(logits, 0.2).tolist() == [False, True, True]
+
+
+def test_cascade_curve_counts_reruns_and_agreement():
+    fp32 = {"a": np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])}
+    # Row 1 flips with a small margin (0.1), row 2 flips with a large one (2.0), rows 0 and 3 agree.
+    int8 = {"a": np.array([[0.0, 1.0], [0.0, 0.1], [2.0, 0.0], [0.0, 0.5]])}
+    curve = cascade_curve(int8, fp32, [0.0, 0.2, 0.6, 3.0], int8_seconds=1.0, fp32_seconds=2.0)
+    assert curve["share_rerun"].tolist() == [0.0, 0.25, 0.5, 1.0]
+    assert curve["agreement_a"].tolist() == [0.5, 0.75, 0.75, 1.0]
+    # fp32 / (int8 + share * fp32): 2 / (1 + 0.25 * 2)
+    assert curve["speedup_vs_fp32"].iloc[1] == pytest.approx(2 / 1.5)
+    assert "speedup_vs_fp32" not in cascade_curve(int8, fp32, [0.1]).columns
+    with pytest.raises(ValueError, match="differ"):
+        cascade_curve({"b": int8["a"]}, fp32, [0.1])
+    with pytest.raises(ValueError, match="shape"):
+        cascade_curve({"a": int8["a"][:3]}, fp32, [0.1])
+
+
+@pytest.fixture(scope="module")
+def export_dir(encoder, tmp_path_factory):
+    """fp32 and int8 graphs of a seeded random-headed model in one directory."""
+    set_seed(0)
+    model = MultiTaskSentenceTransformer(encoder).eval()
+    directory = tmp_path_factory.mktemp("cascade")
+    quantize_int8(export_onnx(model, directory / ONNX_FILE), directory / INT8_FILE)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def texts():
+    return load_bundled()["text"].tolist()[:48]
+
+
+@pytest.fixture(scope="module")
+def reference(export_dir, texts):
+    """Logits of each graph alone, and the int8 margins."""
+    fp32 = OnnxPredictor(export_dir).predict_logits(texts)
+    int8 = OnnxPredictor(export_dir, onnx_file=INT8_FILE).predict_logits(texts)
+    margins = np.minimum(top2_margin(int8["topic"]), top2_margin(int8["sentiment"]))
+    return fp32, int8, margins
+
+
+def test_threshold_zero_is_plain_int8_and_a_huge_one_plain_fp32(export_dir, texts, reference):
+    fp32, int8, _ = reference
+    cascade = CascadePredictor(export_dir, margin_threshold=0.0)
+    assert np.array_equal(cascade.predict_logits(texts)["topic"], int8["topic"]) and cascade.last_rerun_share == 0
+    cascade = CascadePredictor(export_dir, margin_threshold=1e9)
+    got = cascade.predict_logits(texts)
+    assert cascade.last_rerun_share == 1
+    for name in ("embedding", "topic", "sentiment"):
+        assert np.abs(got[name] - fp32[name]).max() < 1e-4
+
+
+def test_uncertain_rows_come_from_fp32_and_the_rest_from_int8(export_dir, texts, reference):
+    fp32, int8, margins = reference
+    threshold = float(np.median(margins))
+    cascade = CascadePredictor(export_dir, margin_threshold=threshold)
+    got = cascade.predict_logits(texts)
+    rerun = margins < threshold
+    assert 0 < rerun.sum() < len(texts) and cascade.last_rerun_share == rerun.mean()
+    for task in ("topic", "sentiment"):
+        expected = np.where(rerun[:, None], fp32[task], int8[task])
+        assert np.abs(got[task] - expected).max() < 1e-4
+    assert np.array_equal(got["topic"][~rerun], int8["topic"][~rerun])  # untouched rows are int8's exactly
+
+    table = cascade.predict(texts)
+    assert list(table.columns) == list(OnnxPredictor(export_dir).predict(texts[:2]).columns)
+    labels = cascade.config.tasks["topic"]
+    assert table["text_class"].tolist() == [labels[i] for i in got["topic"].argmax(axis=1)]
+
+
+def test_a_negative_threshold_is_refused(export_dir):
+    with pytest.raises(ValueError, match="margin_threshold"):
+        CascadePredictor(export_dir, margin_threshold=-0.1)
+
+
+def test_load_predictor_maps_precision_to_graphs(export_dir, texts, reference):
+    _, int8, _ = reference
+    assert isinstance(load_predictor(export_dir, "onnx", "int8-safe", margin_threshold=0.5), CascadePredictor)
+    int8_model = load_predictor(export_dir, "onnx", "int8")
+    assert np.array_equal(int8_model.predict_logits(texts)["topic"], int8["topic"])
+    with pytest.raises(ValueError, match="need --backend onnx"):
+        load_predictor(export_dir, "torch", "int8")
+    with pytest.raises(ValueError, match="not both"):
+        load_predictor(export_dir, "onnx", "int8", onnx_file=INT8_FILE)
+    with pytest.raises(ValueError, match="only applies"):
+        load_predictor(export_dir, "onnx", "int8", margin_threshold=0.2)
+
+
+def test_predict_cli_precision_options(export_dir, texts, tmp_path, capsys):
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
+    args = [str(export_dir), str(tmp_path / "in.csv"), "--backend", "onnx"]
+    predict_main([*args, "--precision", "int8-safe", "--cascade-margin", "0.4", "-o", str(tmp_path / "safe.csv")])
+    expected = CascadePredictor(export_dir, margin_threshold=0.4).predict(texts)
+    assert pd.read_csv(tmp_path / "safe.csv")["text_class"].tolist() == expected["text_class"].tolist()
+    # The old spelling keeps working: --onnx-file picks the graph.
+    predict_main([*args, "--onnx-file", INT8_FILE, "-o", str(tmp_path / "int8.csv")])
+    expected = OnnxPredictor(export_dir, onnx_file=INT8_FILE).predict(texts)
+    assert pd.read_csv(tmp_path / "int8.csv")["sentiment"].tolist() == expected["sentiment"].tolist()
+    with pytest.raises(SystemExit) as exit_info:
+        predict_main([str(export_dir), str(tmp_path / "in.csv"), "--precision", "int8", "-o", str(tmp_path / "x.csv")])
+    assert exit_info.value.code == 2 and "need --backend onnx" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()

@@ -1,0 +1,271 @@
+"""The HTTP service, tested against real servers on 127.0.0.1: the CLI in a subprocess, and
+``create_app`` under uvicorn in a thread (for settings and the loading phase)."""
+
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+from mtt_helpers import MultiTaskSentenceTransformer, set_seed
+from mtt_helpers.data import load_bundled
+from mtt_helpers.serve import ServiceSettings, benchmark_service, create_app
+
+HOST = "127.0.0.1"
+MAX_TEXTS = 8
+MAX_BODY = 20_000
+LONG_TEXT = " ".join(["The committee discussed budgets, exams and marathon training schedules."] * 40)
+"""About 400 words: over the 256-token limit, yet well under MAX_BODY bytes."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def request(port, method, path, body=None, headers=None, chunked=False):
+    """One HTTP exchange; ``body`` is bytes, or a dict/list sent as JSON. Returns (status, parsed JSON or text)."""
+    if body is not None and not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    connection = http.client.HTTPConnection(HOST, port, timeout=60)
+    try:
+        if chunked:
+            chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)]
+            connection.request(method, path, body=iter(chunks), headers=headers, encode_chunked=True)
+        else:
+            connection.request(method, path, body=body, headers=headers)
+        answer = connection.getresponse()
+        raw = answer.read()
+    finally:
+        connection.close()
+    try:
+        return answer.status, json.loads(raw)
+    except ValueError:
+        return answer.status, raw.decode("utf-8", "replace")
+
+
+def wait_for_health(port, process=None, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"server exited early: {process.stderr.read()}")
+        try:
+            status, _ = request(port, "GET", "/health")
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server did not become healthy in time")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, encoder):
+    set_seed(0)
+    directory = tmp_path_factory.mktemp("serve") / "model"
+    MultiTaskSentenceTransformer(encoder).eval().save(directory, include_encoder=False)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir):
+    """The same model as the server loads, for the expected predictions."""
+    return MultiTaskSentenceTransformer.load(model_dir)
+
+
+@pytest.fixture(scope="module")
+def cli_server(model_dir):
+    """``python -m mtt_helpers.serve`` in a subprocess; yields its port and stops it afterwards."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mtt_helpers.serve", str(model_dir), "--host", HOST, "--port", str(port),
+         "--max-texts", str(MAX_TEXTS), "--max-body-bytes", str(MAX_BODY)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for_health(port, process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+class ThreadedServer:
+    """uvicorn serving ``app`` on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def check_against_model(predictions, texts, expected_table):
+    """Labels equal ``model.predict``'s, probabilities equal up to batch-padding float noise."""
+    assert [p["text"] for p in predictions] == texts
+    assert [p["topic"] for p in predictions] == expected_table["text_class"].tolist()
+    assert [p["sentiment"] for p in predictions] == expected_table["sentiment"].tolist()
+    for task in ("topic", "sentiment"):
+        labels = list(predictions[0]["probabilities"][task])
+        got = np.array([[p["probabilities"][task][label] for label in labels] for p in predictions])
+        want = expected_table[[f"prob_{task}_{label}" for label in labels]].to_numpy()
+        assert np.abs(got - want).max() < 1e-5
+        assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_happy_path_matches_model_predict(cli_server, reference):
+    texts = ["Shares fell 4% after the earnings call.", "What a goal, what a match!", "Flu jabs, now at the pharmacy."]
+    status, body = request(cli_server, "POST", "/predict", {"texts": texts})
+    assert status == 200, body
+    assert body["truncated"] == []
+    assert set(body["predictions"][0]) == {"text", "topic", "sentiment", "probabilities"}
+    assert list(body["predictions"][0]["probabilities"]["sentiment"]) == reference.config.tasks["sentiment"]
+    check_against_model(body["predictions"], texts, reference.predict(texts))
+
+
+def test_docs_and_health(cli_server):
+    assert request(cli_server, "GET", "/health") == (200, {"status": "ok"})
+    status, page = request(cli_server, "GET", "/docs")
+    assert status == 200 and "swagger" in page.lower()
+    status, schema = request(cli_server, "GET", "/openapi.json")
+    assert status == 200 and "/predict" in schema["paths"]
+
+
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        ({"texts": []}, 422, "at least 1 item"),
+        ({"texts": ["fine", 3]}, 422, '"texts", 1'),
+        ({"texts": ["fine", None]}, 422, '"texts", 1'),
+        ({"texts": "not a list"}, 422, "valid list"),
+        ({}, 422, "missing"),
+        ({"text": ["fine"]}, 422, "missing"),
+        ([["fine"]], 422, "valid dictionary"),
+        (b'{"texts": ["unterminated', 422, "json"),
+        (b"\xff\xfe not utf-8", 422, "json"),
+        ({"texts": ["fine", "   \n\t"]}, 422, "indices [1] are empty or whitespace only"),
+        (b'{"texts": ["lone \\ud800 surrogate"]}', 422, "surrogate"),
+        ({"texts": ["a"] * (MAX_TEXTS + 1)}, 413, f"limit is {MAX_TEXTS}"),
+        ({"texts": ["x" * (MAX_BODY + 10)]}, 413, f"limit of {MAX_BODY} bytes"),
+    ],
+    ids=["empty list", "number", "null", "string not list", "missing field", "wrong field", "not an object",
+         "broken json", "not utf-8", "whitespace only", "lone surrogate", "too many texts", "body too large"],
+)
+def test_bad_input_gets_a_clear_4xx(cli_server, body, status, fragment):
+    got_status, answer = request(cli_server, "POST", "/predict", body)
+    assert got_status == status, answer
+    assert fragment.lower() in json.dumps(answer).lower()
+
+
+def test_a_chunked_body_over_the_limit_is_refused(cli_server):
+    body = json.dumps({"texts": ["x" * (MAX_BODY + 10)]}).encode()
+    status, answer = request(cli_server, "POST", "/predict", body, chunked=True)
+    assert status == 413 and "bytes" in answer["detail"]
+    small = json.dumps({"texts": ["What a goal!"]}).encode()
+    assert request(cli_server, "POST", "/predict", small, chunked=True)[0] == 200
+
+
+def test_wrong_content_type_is_422_not_500(cli_server):
+    status, _ = request(cli_server, "POST", "/predict", b"texts=hello", headers={"Content-Type": "text/plain"})
+    assert status == 422
+
+
+def test_long_text_is_truncated_and_flagged(cli_server, reference):
+    texts = ["Short one.", LONG_TEXT]
+    status, body = request(cli_server, "POST", "/predict", {"texts": texts})
+    assert status == 200 and body["truncated"] == [1]
+    check_against_model(body["predictions"], texts, reference.predict(texts))
+
+
+def test_long_text_is_refused_when_configured(reference):
+    app = create_app(reference, ServiceSettings(on_long_text="refuse"))
+    with ThreadedServer(app) as server:
+        status, body = request(server.port, "POST", "/predict", {"texts": ["Short one.", LONG_TEXT]})
+        assert status == 422 and "indices 1 (" in body["detail"] and "256 tokens" in body["detail"]
+        assert request(server.port, "POST", "/predict", {"texts": ["Short one."]})[0] == 200
+
+
+def test_health_is_503_until_the_model_has_loaded(reference):
+    release = threading.Event()
+
+    def slow_loader():
+        assert release.wait(timeout=30)
+        return reference
+
+    with ThreadedServer(create_app(slow_loader)) as server:
+        status, body = request(server.port, "GET", "/health")
+        assert status == 503 and "loading" in body["detail"]
+        assert request(server.port, "POST", "/predict", {"texts": ["hello"]})[0] == 503
+        release.set()
+        wait_for_health(server.port, timeout=30)
+        assert request(server.port, "POST", "/predict", {"texts": ["hello"]})[0] == 200
+
+
+def test_a_loader_that_fails_is_reported_by_health(reference):
+    def broken_loader():
+        raise FileNotFoundError("no such model")
+
+    with ThreadedServer(create_app(broken_loader)) as server:
+        deadline = time.monotonic() + 10
+        while "failed" not in json.dumps(request(server.port, "GET", "/health")[1]):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert request(server.port, "GET", "/health")[0] == 503
+
+
+def test_200_concurrent_requests_match_model_predict(cli_server, reference):
+    pool = load_bundled()["text"].tolist()[:60]
+    expected = reference.predict(pool).set_index("sentence")
+    batches = [[pool[(i * 3 + j) % len(pool)] for j in range(1 + i % 3)] for i in range(200)]
+
+    def send(texts):
+        return texts, request(cli_server, "POST", "/predict", {"texts": texts})
+
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        results = list(executor.map(send, batches))
+    assert len(results) == 200
+    for texts, (status, body) in results:
+        assert status == 200, body
+        check_against_model(body["predictions"], texts, expected.loc[texts].reset_index())
+
+
+def test_benchmark_service_reports_rates_and_percentiles(cli_server):
+    stats = benchmark_service(f"http://{HOST}:{cli_server}", ["Hello there.", "Stocks rose."], batch_size=2, requests=5)
+    assert set(stats) == {"requests_per_s", "texts_per_s", "p50_ms", "p95_ms"}
+    assert stats["texts_per_s"] == pytest.approx(2 * stats["requests_per_s"])
+    assert 0 < stats["p50_ms"] <= stats["p95_ms"]
+
+
+def test_cli_refuses_a_missing_model_dir(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mtt_helpers.serve", str(tmp_path / "nope"), "--port", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "model directory not found" in result.stderr
+
+
+def test_cli_exits_when_the_model_cannot_load(tmp_path):
+    (tmp_path / "config.json").write_text("[]")
+    result = subprocess.run([sys.executable, "-m", "mtt_helpers.serve", str(tmp_path), "--host", HOST,
+                             "--port", str(free_port())], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "cannot load the model" in result.stderr
