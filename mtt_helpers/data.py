@@ -1,7 +1,9 @@
 """Datasets for the tutorial: the bundled jointly labelled set and the external public ones.
 
-* ``load_bundled()``: ``data/multitask_sentences.csv``, 1,800 hand-written sentences, each
-  labelled with a topic **and** a sentiment, with a fixed train/dev/test split.
+* ``load_bundled()``: ``mtt_helpers/data_files/multitask_sentences.csv`` (package data, so it
+  ships in the wheel), 1,800 sentences written for this tutorial by language-model helpers (see
+  ``data/README.md``), each labelled with a topic **and** a sentiment, with a fixed
+  train/dev/test split.
 * ``load_external(name, split)``: a public dataset from the folder named by the
   ``MTT_DATA_DIR`` environment variable, laid out as ``<name>/train.csv`` and
   ``<name>/dev.csv`` with columns ``text,label``. Which task it labels follows from its labels.
@@ -28,8 +30,8 @@ from mtt_helpers.utils import InputWarning
 DATA_DIR_ENV = "MTT_DATA_DIR"
 """Environment variable naming the folder of external datasets (CI: ``../shared/data``)."""
 
-BUNDLED_CSV = Path(__file__).resolve().parents[1] / "data" / "multitask_sentences.csv"
-"""The project's own jointly labelled dataset."""
+BUNDLED_CSV = Path(__file__).resolve().parent / "data_files" / "multitask_sentences.csv"
+"""The project's own jointly labelled dataset, shipped inside the package (data card: ``data/README.md``)."""
 
 TASK_LABELS: dict[str, list[str]] = {"topic": TOPIC_LABELS, "sentiment": SENTIMENT_LABELS}
 """Label set of each task, in head order."""
@@ -150,7 +152,7 @@ def load_bundled(split: str | None = None, path: str | os.PathLike = BUNDLED_CSV
 
     Args:
         split: ``"train"``, ``"dev"``, ``"test"`` or ``None`` for all rows.
-        path: The CSV; defaults to ``data/multitask_sentences.csv``.
+        path: The CSV; defaults to :data:`BUNDLED_CSV` (inside the installed package).
 
     Returns:
         A DataFrame with columns ``text, topic, sentiment, split``.

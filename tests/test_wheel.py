@@ -1,0 +1,45 @@
+"""The package installs outside the repository: a wheel carries the bundled dataset.
+
+The wheel is built from a copy of the sources in ``tmp_path`` (so setuptools' ``build/`` and
+``*.egg-info`` never land in the repository), installed with ``pip install --target``, and
+imported from a process whose working directory is outside the repository.
+"""
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_ships_the_bundled_csv_and_load_bundled_works_outside_the_repo(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "mtt_helpers", source / "mtt_helpers", ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    # --no-build-isolation: build with the setuptools already installed, no download needed.
+    subprocess.run([*pip, "wheel", str(source), "-w", str(wheels), "--no-deps", "--no-build-isolation", "-q"],
+                   check=True, cwd=tmp_path)
+    (wheel,) = wheels.glob("mtt_helpers-*.whl")
+    assert "mtt_helpers/data_files/multitask_sentences.csv" in zipfile.ZipFile(wheel).namelist()
+
+    target = tmp_path / "site"
+    subprocess.run([*pip, "install", str(wheel), "--target", str(target), "--no-deps", "-q"], check=True, cwd=tmp_path)
+    shutil.rmtree(source)  # nothing may still point at the sources
+    script = (
+        "import mtt_helpers, mtt_helpers.data as d;"
+        "frame = d.load_bundled();"
+        "print(mtt_helpers.__file__);"
+        "print(len(frame), sorted(frame['split'].unique()))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    module_file, summary = result.stdout.splitlines()[-2:]
+    assert Path(module_file).is_relative_to(target), f"imported {module_file}, not the installed copy"
+    assert summary == "1800 ['dev', 'test', 'train']"
