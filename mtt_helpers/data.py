@@ -17,6 +17,7 @@ import csv
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -308,3 +309,80 @@ def encode_labels(frame: pd.DataFrame, task: str) -> torch.Tensor:
     check_labels(present, task, f"column {task!r}")
     index = {label: i for i, label in enumerate(TASK_LABELS[task])}
     return torch.tensor([IGNORE_INDEX if label is None else index[label] for label in frame[task]], dtype=torch.long)
+
+
+TOPIC_DATASET = "huffpost_news_category"
+"""External dataset the notebooks read topic labels from."""
+
+SENTIMENT_DATASET = "tweeteval_sentiment"
+"""External dataset the notebooks read sentiment labels from."""
+
+
+@dataclass
+class TaskData:
+    """One split of topic and sentiment examples, from the external datasets or the bundled set."""
+
+    topic: pd.DataFrame
+    """``text, label`` rows labelled with a topic."""
+    sentiment: pd.DataFrame
+    """``text, label`` rows labelled with a sentiment."""
+    real: bool
+    """``True``: read from the external datasets (``MTT_DATA_DIR``); ``False``: the bundled set."""
+    bundled: pd.DataFrame | None = None
+    """The bundled rows, each with both labels, when both tasks use the same bundled rows; else ``None``."""
+
+    def multitask(self) -> pd.DataFrame:
+        """One table for training or evaluation (:func:`multitask_frame`).
+
+        Bundled rows that carry both labels stay one row each; otherwise the two tasks' rows are
+        stacked, each with one label.
+        """
+        if self.bundled is not None:
+            return multitask_frame(bundled=self.bundled)
+        return multitask_frame(topic=self.topic, sentiment=self.sentiment)
+
+
+def load_task_data(
+    split: str,
+    max_per_task: int | dict[str, int] | None = None,
+    seed: int = 0,
+    disjoint_bundled: bool = False,
+    folder: str | os.PathLike | None = None,
+) -> TaskData:
+    """The notebooks' "real data if configured, else the bundled set" choice, in one place.
+
+    With ``MTT_DATA_DIR`` set (or ``folder`` given), topic rows come from HuffPost and sentiment
+    rows from TweetEval; otherwise both come from the bundled set's ``split``.
+
+    Args:
+        split: ``"train"`` or ``"dev"`` (``"test"`` too for the bundled set only).
+        max_per_task: External data only: a seeded stratified sample of at most this many rows per
+            task, or ``{"topic": n}`` / ``{"sentiment": n}`` to sample one task only.
+        seed: Seed of those samples and of the bundled shuffle.
+        disjoint_bundled: Bundled data only: shuffle the split (``seed``) and give the first half
+            to topic and the second half to sentiment, so no sentence is seen with both labels
+            (what single-task datasets look like). Otherwise both tasks use every row.
+        folder: Overrides ``MTT_DATA_DIR``.
+
+    Returns:
+        A :class:`TaskData`; ``real`` says which source was used.
+    """
+    limits = max_per_task if isinstance(max_per_task, dict) else dict.fromkeys(TASK_LABELS, max_per_task)
+    unknown = sorted(set(limits) - set(TASK_LABELS))
+    if unknown:
+        raise ValueError(f"max_per_task names unknown task(s) {unknown}; expected {list(TASK_LABELS)}.")
+    root = Path(folder) if folder is not None else data_dir()
+    if root is not None:
+        frames = {"topic": load_external(TOPIC_DATASET, split, root),
+                  "sentiment": load_external(SENTIMENT_DATASET, split, root)}
+        for task, frame in frames.items():
+            if limits.get(task):
+                frames[task] = stratified_sample(frame, limits[task], seed=seed)
+        return TaskData(frames["topic"], frames["sentiment"], real=True)
+    rows = load_bundled(split)
+    as_task = {task: (lambda part, task=task: part[["text", task]].rename(columns={task: "label"})) for task in TASK_LABELS}
+    if disjoint_bundled:
+        shuffled = rows.sample(frac=1.0, random_state=seed)
+        half = len(shuffled) // 2
+        return TaskData(as_task["topic"](shuffled[:half]), as_task["sentiment"](shuffled[half:]), real=False)
+    return TaskData(as_task["topic"](rows), as_task["sentiment"](rows), real=False, bundled=rows)
