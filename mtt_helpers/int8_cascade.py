@@ -19,7 +19,7 @@ the two graphs' logits, so a notebook can plot it and pick a threshold.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,6 +80,7 @@ def cascade_curve(
     thresholds: Sequence[float],
     int8_seconds: float | None = None,
     fp32_seconds: float | None = None,
+    task_rows: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """The cascade's trade-off for each threshold, from logits of the same texts.
 
@@ -91,6 +92,10 @@ def cascade_curve(
         fp32_seconds: Optional time the fp32 graph took for all ``n`` texts. With both
             times, ``speedup_vs_fp32`` estimates the cascade's speed as
             ``fp32 / (int8 + share_rerun * fp32)`` (tokenization and loading not included).
+        task_rows: Optional ``{task: (n,) bool mask}``: measure that task's agreement on these
+            rows only (e.g. the texts that carry its label, when headlines and tweets are mixed).
+            Tasks not named use every row. ``share_rerun`` always counts every row, since the
+            cascade decides on all of them.
 
     Returns:
         One row per threshold: ``threshold``, ``share_rerun`` and ``agreement_<task>``
@@ -106,6 +111,17 @@ def cascade_curve(
                 f"Task {task!r}: int8 logits {np.shape(int8_logits[task])} and fp32 logits "
                 f"{np.shape(fp32_logits[task])} differ in shape."
             )
+    masks = {task: np.ones(len(np.asarray(fp32_logits[task])), dtype=bool) for task in tasks}
+    for task, mask in (task_rows or {}).items():
+        if task not in masks:
+            raise ValueError(f"task_rows names unknown task {task!r}; expected one of {tasks}.")
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != masks[task].shape or not mask.any():
+            raise ValueError(
+                f"task_rows[{task!r}] must be a boolean mask of shape {masks[task].shape} selecting at least "
+                f"one row, got dtype {mask.dtype} and shape {mask.shape}."
+            )
+        masks[task] = mask
     int8_labels = {task: np.asarray(int8_logits[task]).argmax(axis=1) for task in tasks}
     fp32_labels = {task: np.asarray(fp32_logits[task]).argmax(axis=1) for task in tasks}
     rows = []
@@ -115,7 +131,7 @@ def cascade_curve(
         for task in tasks:
             # Re-run texts take the fp32 label, so they always agree; the rest keep int8's.
             agree = (int8_labels[task] == fp32_labels[task]) | rerun
-            row[f"agreement_{task}"] = float(agree.mean())
+            row[f"agreement_{task}"] = float(agree[masks[task]].mean())
         if int8_seconds is not None and fp32_seconds is not None:
             row["speedup_vs_fp32"] = fp32_seconds / (int8_seconds + row["share_rerun"] * fp32_seconds)
         rows.append(row)

@@ -43,6 +43,28 @@ def test_cascade_curve_counts_reruns_and_agreement():
         cascade_curve({"a": int8["a"][:3]}, fp32, [0.1])
 
 
+
+def test_cascade_curve_measures_each_task_on_its_own_rows():
+    # Rows 0-1 carry a topic label, rows 2-3 a sentiment label (headlines and tweets mixed).
+    fp32 = {"topic": np.array([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]),
+            "sentiment": np.array([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])}
+    # int8 flips topic on row 2 and sentiment on row 0, both rows of the *other* task, confidently.
+    int8 = {"topic": np.array([[0.0, 1.0], [0.0, 1.0], [3.0, 0.0], [0.0, 1.0]]),
+            "sentiment": np.array([[3.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])}
+    rows = {"topic": np.array([True, True, False, False]), "sentiment": np.array([False, False, True, True])}
+    curve = cascade_curve(int8, fp32, [0.0], task_rows=rows)
+    assert curve[["agreement_topic", "agreement_sentiment"]].iloc[0].tolist() == [1.0, 1.0]
+    assert cascade_curve(int8, fp32, [0.0])["agreement_topic"].iloc[0] == 0.75  # every row without task_rows
+    only_topic = cascade_curve(int8, fp32, [0.0], task_rows={"topic": rows["topic"]})
+    assert only_topic[["agreement_topic", "agreement_sentiment"]].iloc[0].tolist() == [1.0, 0.75]
+    with pytest.raises(ValueError, match="unknown task 'style'"):
+        cascade_curve(int8, fp32, [0.0], task_rows={"style": rows["topic"]})
+    with pytest.raises(ValueError, match="boolean mask"):
+        cascade_curve(int8, fp32, [0.0], task_rows={"topic": np.array([1, 1, 0, 0])})
+    with pytest.raises(ValueError, match="boolean mask"):
+        cascade_curve(int8, fp32, [0.0], task_rows={"topic": np.zeros(4, dtype=bool)})
+
+
 @pytest.fixture(scope="module")
 def export_dir(encoder, tmp_path_factory):
     """fp32 and int8 graphs of a seeded random-headed model in one directory."""

@@ -18,7 +18,7 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from mtt_helpers import MultiTaskSentenceTransformer, set_seed
 from mtt_helpers.data import load_bundled
-from mtt_helpers.serve import ServiceSettings, benchmark_service, create_app
+from mtt_helpers.serve import ServiceSettings, benchmark_service, create_app, running_service
 
 HOST = "127.0.0.1"
 MAX_TEXTS = 8
@@ -86,19 +86,9 @@ def reference(model_dir):
 
 @pytest.fixture(scope="module")
 def cli_server(model_dir):
-    """``python -m mtt_helpers.serve`` in a subprocess; yields its port and stops it afterwards."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mtt_helpers.serve", str(model_dir), "--host", HOST, "--port", str(port),
-         "--max-texts", str(MAX_TEXTS), "--max-body-bytes", str(MAX_BODY)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        wait_for_health(port, process)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    """``python -m mtt_helpers.serve`` in a subprocess (``running_service``); yields its port, stops it afterwards."""
+    with running_service(model_dir, "--max-texts", str(MAX_TEXTS), "--max-body-bytes", str(MAX_BODY), host=HOST) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 class ThreadedServer:
@@ -269,3 +259,21 @@ def test_cli_exits_when_the_model_cannot_load(tmp_path):
     result = subprocess.run([sys.executable, "-m", "mtt_helpers.serve", str(tmp_path), "--host", HOST,
                              "--port", str(free_port())], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "cannot load the model" in result.stderr
+
+
+def test_running_service_stops_the_server_when_the_block_fails(model_dir):
+    with pytest.raises(KeyError, match="inside the block"):
+        with running_service(model_dir, host=HOST) as url:
+            port = int(url.rsplit(":", 1)[1])
+            assert request(port, "GET", "/health")[0] == 200
+            raise KeyError("inside the block")
+    with pytest.raises(OSError):  # nothing listens there any more
+        request(port, "GET", "/health")
+
+
+def test_running_service_reports_a_server_that_exits(tmp_path):
+    (tmp_path / "config.json").write_text("[]")
+    with pytest.raises(RuntimeError, match="exited with code 2") as error:
+        with running_service(tmp_path, host=HOST):
+            raise AssertionError("the block must not run")
+    assert "cannot load the model" in str(error.value)  # the server's own stderr is in the message
