@@ -301,14 +301,38 @@ def multitask_frame(**task_frames: pd.DataFrame) -> pd.DataFrame:
     return combined[["text", "source", *TASK_LABELS]]
 
 
-def encode_labels(frame: pd.DataFrame, task: str) -> torch.Tensor:
-    """Label names -> class indices for ``task``; ``None`` -> ``IGNORE_INDEX``."""
+def encode_labels(frame: pd.DataFrame, task: str, labels: list[str] | None = None) -> torch.Tensor:
+    """Label names -> class indices for ``task``; a missing label -> ``IGNORE_INDEX``.
+
+    Args:
+        frame: A table with a ``task`` column.
+        task: The column to encode.
+        labels: The class labels in head order. Pass the model's own list
+            (``model.config.tasks[task]``): it is what predictions are decoded with, so the two
+            can never disagree. ``None`` uses ``TASK_LABELS[task]``.
+
+    Returns:
+        A ``long`` tensor, one index per row. ``None``, ``NaN`` and ``pd.NA`` (what ``pd.concat``
+        of single-task tables writes) all mean "no label" and become ``IGNORE_INDEX``.
+
+    Raises:
+        ValueError: no such column, or a label outside ``labels``.
+    """
     if task not in frame.columns:
         raise ValueError(f"No column {task!r} to encode.")
-    present = frame[task].dropna()
-    check_labels(present, task, f"column {task!r}")
-    index = {label: i for i, label in enumerate(TASK_LABELS[task])}
-    return torch.tensor([IGNORE_INDEX if label is None else index[label] for label in frame[task]], dtype=torch.long)
+    missing = frame[task].isna().to_numpy()
+    present = frame[task][~missing]
+    if labels is None:
+        check_labels(present, task, f"column {task!r}")
+        labels = TASK_LABELS[task]
+    else:
+        unknown = sorted(set(present) - set(labels), key=str)
+        if unknown:
+            raise ValueError(f"column {task!r}: label(s) {unknown} are not {task} labels {list(labels)}.")
+    index = {label: i for i, label in enumerate(labels)}
+    return torch.tensor(
+        [IGNORE_INDEX if absent else index[label] for label, absent in zip(frame[task], missing)], dtype=torch.long
+    )
 
 
 TOPIC_DATASET = "huffpost_news_category"

@@ -22,7 +22,8 @@ import torch
 
 from mtt_helpers.data import multitask_frame
 from mtt_helpers.model import MultiTaskSentenceTransformer
-from mtt_helpers.training import TrainConfig, TrainResult, cached_embeddings, train
+from mtt_helpers.model import eval_mode
+from mtt_helpers.training import TrainConfig, TrainResult, cached_embeddings, train, truncated_to
 
 
 @dataclass
@@ -47,19 +48,21 @@ class SelfTrainingConfig:
 
 def pseudo_labels(
     model: MultiTaskSentenceTransformer, texts: list[str], task: str, config: SelfTrainingConfig,
-    cache_dir: str | None = None,
+    cache_dir: str | None = None, precision: str = "auto",
 ) -> pd.DataFrame:
     """The confident predictions of the ``task`` head on ``texts``, balanced per class.
+
+    The model's train/eval modes are restored afterwards. ``cache_dir`` and ``precision`` are
+    passed to :func:`cached_embeddings`.
 
     Returns:
         Columns ``text``, ``label`` (the predicted class) and ``confidence``, most confident first.
     """
     if not texts:
         raise ValueError("No unlabelled texts to pseudo-label.")
-    model.eval()
-    with torch.no_grad():
-        vectors = cached_embeddings(model, texts, cache_dir)
-        probabilities = torch.softmax(model.heads[task](vectors.to(model.device)), dim=1).cpu()
+    vectors = cached_embeddings(model, texts, cache_dir, precision=precision)
+    with eval_mode(model), torch.no_grad():
+        probabilities = torch.softmax(model.heads[task](vectors.to(model.device)).float(), dim=1).cpu()
     confidence, predicted = probabilities.max(dim=1)
     frame = pd.DataFrame({
         "text": texts,
@@ -93,7 +96,8 @@ def self_train(
 
     Returns:
         The last training run's result, and the pseudo-labels it used (``text``, ``label``,
-        ``confidence``).
+        ``confidence``). Each retraining starts the head from the weights it had before the
+        first run, so pseudo-labels are learned afresh, not on top of the labelled-only head.
     """
     config = config or SelfTrainingConfig()
     if train_config.trainable_encoder_layers != 0:
@@ -107,7 +111,8 @@ def self_train(
     pool = [text for text in unlabelled_texts if text not in known]
     pseudo = pd.DataFrame(columns=["text", "label", "confidence"])
     for _ in range(config.rounds if pool else 0):
-        pseudo = pseudo_labels(model, pool, task, config, train_config.cache_dir)
+        with truncated_to(model, train_config.max_seq_length):  # the embeddings training cached
+            pseudo = pseudo_labels(model, pool, task, config, train_config.cache_dir, train_config.precision)
         if pseudo.empty:
             break  # nothing confident enough: keep the head trained on the labels alone
         model.heads[task].load_state_dict(start)

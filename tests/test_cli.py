@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import pandas as pd
+import re
+
 import pytest
 
 from mtt_helpers import MultiTaskSentenceTransformer
@@ -94,8 +96,12 @@ def test_train_cli_writes_a_loadable_model(tmp_path):
     write_dataset(data, "tweets", bundled, "sentiment")
     out = tmp_path / "model"
     result = cli("mtt_helpers.train", "--data-dir", str(data), "--out", str(out), "--topic-dataset", "news",
-                 "--sentiment-dataset", "tweets", "--layers", "1", "--epochs", "1")
+                 "--sentiment-dataset", "tweets", "--layers", "1", "--epochs", "1",
+                 "--report", str(tmp_path / "run.md"))
     assert result.returncode == 0, result.stderr
+    report = (tmp_path / "run.md").read_text()
+    dev_f1 = float(re.search(r"dev topic: accuracy [0-9.]+, macro_f1 ([0-9.]+)", result.stdout)[1])
+    assert "--layers 1 --epochs 1" in report and f"| {dev_f1:.3f} |" in report  # the run's own figures
     assert "dev topic: accuracy" in result.stdout and "dev sentiment: accuracy" in result.stdout
     model = MultiTaskSentenceTransformer.load(out)
     assert set(model.predict(["A goal in the last minute."])["text_class"]) <= set(model.config.tasks["topic"])
@@ -192,6 +198,7 @@ def test_predict_output_has_ordinary_permissions(saved_model, tmp_path, capsys):
         ("--max-per-task", "3", "--max-per-task: must be an integer >= 6 (one row per class at least), got 3"),
         ("--epochs", "0", "--epochs: must be an integer >= 1, got 0"),
         ("--layers", "-1", "--layers: must be an integer >= 0, got -1"),
+        ("--layers", "most", "--layers: expected 'all' or an integer >= 0, got 'most'"),
         ("--layers", "10", "--layers 10: the encoder has 6 layers"),
     ],
 )

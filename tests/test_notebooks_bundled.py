@@ -11,9 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-# Notebooks 03 and 04 are left out: each takes several minutes more on top of its nbval run in CI
-# (their bundled paths were run by hand; see the README).
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0[125]_*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0[1-5]_*.ipynb"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

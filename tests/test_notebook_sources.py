@@ -1,0 +1,46 @@
+"""Notebook hygiene, checked on the saved sources (nothing is executed here)."""
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
+MAX_LINES = 30
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.name)
+def notebook(request):
+    return nbformat.read(request.param, as_version=4)
+
+
+def test_nbval_behaviour_is_a_cell_tag_not_a_comment(notebook):
+    for cell in notebook.cells:
+        assert not re.search(r"NBVAL_(IGNORE_OUTPUT|SKIP)", cell.source), cell.source[:80]
+        tags = cell.metadata.get("tags", [])
+        assert set(tags) <= {"nbval-ignore-output", "nbval-skip", "nbval-raises-exception", "nbval-check-output"}
+
+
+def test_no_stderr_is_stored(notebook):
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert not [o for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"], cell.source[:80]
+
+
+def test_no_hidden_warnings_and_no_private_copies_of_helpers(notebook):
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    assert "IProgress" not in code, "ipywidgets is installed: the IProgress warning is not hidden any more"
+    for helper in ("markdown_table", "best_time", "fastest_times", "peak_mb", "peak_kib"):
+        assert not re.search(rf"^def {helper}\(", code, re.M), f"use mtt_helpers.utils instead of a private {helper}"
+
+
+def test_the_bundled_set_is_not_called_hand_written(notebook):
+    for cell in notebook.cells:
+        assert not re.search(r"hand[- ]?written", cell.source, re.I), cell.source[:80]
+
+
+def test_code_cells_are_short(notebook):
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert len(cell.source.splitlines()) <= MAX_LINES, cell.source[:80]
