@@ -53,11 +53,14 @@ def quiet() -> None:
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # SetFit maps its data with `datasets`
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    for name in ("sentence_transformers", "transformers", "huggingface_hub"):
+    for name in ("sentence_transformers", "transformers", "huggingface_hub", "setfit", "datasets"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if "datasets" in sys.modules:  # imported before quiet(): its bars read the variable above at import
+        sys.modules["datasets"].disable_progress_bars()
     # transformers shows a "Loading weights" bar on every model load.
     import transformers
 
