@@ -23,6 +23,7 @@ from transformers import get_linear_schedule_with_warmup
 from mtt_helpers.embedding_cache import cached_hidden_states, embed_from_layer, transformer_of
 from mtt_helpers.model import MultiTaskSentenceTransformer, eval_mode
 from mtt_helpers.precision import PRECISIONS, autocast_context
+from mtt_helpers.training import optimizer_step
 
 
 @dataclass
@@ -146,12 +147,7 @@ def contrastive_tune(model: MultiTaskSentenceTransformer, texts: list[str], labe
                 embeddings = embed_from_layer(model, [hidden[i] for i in batch], first_trained).float()
             loss = loss_function.compute_loss_from_embeddings(
                 [embeddings], torch.as_tensor(class_ids[batch], device=embeddings.device))
-            optimizer.zero_grad()
-            loss.backward()
-            if config.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-            optimizer.step()
-            schedule.step()
+            optimizer_step(loss, optimizer, schedule, parameters, config.max_grad_norm)
             result.losses.append(loss.item())
     optimizer.zero_grad(set_to_none=True)
     for parameter, flag in zip(parameters, previous_flags):

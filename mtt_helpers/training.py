@@ -199,6 +199,18 @@ class TrainConfig:
             raise ValueError("Invalid TrainConfig: " + "; ".join(problems) + ".")
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, parameters: list,
+                   max_grad_norm: float | None) -> None:
+    """One update: clear the old gradients, backpropagate ``loss``, clip the gradient norm of
+    ``parameters`` to ``max_grad_norm`` (``None``: no clipping), step, then advance the schedule."""
+    optimizer.zero_grad()
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+
+
 def recipe_config(**overrides) -> TrainConfig:
     """The recommended recipe (issue 10): whole encoder, every other field at its default.
 
@@ -609,12 +621,7 @@ def train(
                 if config.track_gradient_conflict and len(losses) == 2 and encoder_params:
                     cosines.append(_gradient_cosine(losses, encoder_params))
                 loss = sum(config.task_weights.get(task, 1.0) * value for task, value in losses.items())
-                optimizer.zero_grad()
-                loss.backward()
-                if config.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(trained_params, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
+                optimizer_step(loss, optimizer, scheduler, trained_params, config.max_grad_norm)
 
             model.eval()
             row = {"epoch": epoch}
