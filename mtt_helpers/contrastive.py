@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sentence_transformers import losses
+try:  # sentence-transformers >= 6 moved the losses; the old path still works there but warns
+    from sentence_transformers.sentence_transformer import losses
+except ImportError:  # pragma: no cover - sentence-transformers 3.x to 5.x
+    from sentence_transformers import losses
 from transformers import get_linear_schedule_with_warmup
 
 from mtt_helpers.embedding_cache import cached_hidden_states, embed_from_layer, transformer_of
