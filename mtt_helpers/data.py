@@ -128,13 +128,15 @@ def _drop_empty_texts(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return frame
 
 
-def check_labels(labels: pd.Series, task: str, source: str) -> None:
-    """Raises ``ValueError`` naming every label outside ``task``'s label set."""
-    if task not in TASK_LABELS:
-        raise ValueError(f"Unknown task {task!r}; expected one of {list(TASK_LABELS)}.")
-    unknown = sorted(set(labels) - set(TASK_LABELS[task]))
+def check_labels(labels: pd.Series, task: str, source: str, allowed: list[str] | None = None) -> None:
+    """Raises ``ValueError`` naming every label outside ``allowed`` (default: ``task``'s label set)."""
+    if allowed is None:
+        if task not in TASK_LABELS:
+            raise ValueError(f"Unknown task {task!r}; expected one of {list(TASK_LABELS)}.")
+        allowed = TASK_LABELS[task]
+    unknown = sorted(set(labels) - set(allowed), key=str)
     if unknown:
-        raise ValueError(f"{source}: label(s) {unknown} are not {task} labels {TASK_LABELS[task]}.")
+        raise ValueError(f"{source}: label(s) {unknown} are not {task} labels {list(allowed)}.")
 
 
 def infer_task(labels: pd.Series, source: str) -> str:
@@ -322,13 +324,8 @@ def encode_labels(frame: pd.DataFrame, task: str, labels: list[str] | None = Non
         raise ValueError(f"No column {task!r} to encode.")
     missing = frame[task].isna().to_numpy()
     present = frame[task][~missing]
-    if labels is None:
-        check_labels(present, task, f"column {task!r}")
-        labels = TASK_LABELS[task]
-    else:
-        unknown = sorted(set(present) - set(labels), key=str)
-        if unknown:
-            raise ValueError(f"column {task!r}: label(s) {unknown} are not {task} labels {list(labels)}.")
+    check_labels(present, task, f"column {task!r}", labels)
+    labels = TASK_LABELS[task] if labels is None else labels
     index = {label: i for i, label in enumerate(labels)}
     return torch.tensor(
         [IGNORE_INDEX if absent else index[label] for label, absent in zip(frame[task], missing)], dtype=torch.long
