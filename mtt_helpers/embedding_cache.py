@@ -19,7 +19,6 @@ of another encoder state or precision.
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 import warnings
 from collections import OrderedDict
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from mtt_helpers.files import write_atomically
 from mtt_helpers.model import MultiTaskSentenceTransformer, eval_mode
 from mtt_helpers.precision import autocast_context, resolve_precision
 
@@ -269,20 +269,11 @@ def _write_part(folder: Path, new: dict[str, torch.Tensor], store: dict[str, tor
     folder.mkdir(parents=True, exist_ok=True)
     parts = list(folder.glob("part-*.safetensors"))
     merge = len(parts) >= MAX_DISK_PARTS and all(str(p) in cache.loaded_parts for p in parts)
-    written = _save_atomically(folder, store if merge else new)
+    written = folder / f"part-{uuid.uuid4().hex}.safetensors"
+    tensors = {k: v.contiguous() for k, v in (store if merge else new).items()}
+    write_atomically(written, lambda path: save_file(tensors, path))
     cache.loaded_parts.add(str(written))
     if merge:  # every entry of those parts is in ``store``, hence in the part just written
         for path in parts:
             path.unlink(missing_ok=True)
             cache.loaded_parts.discard(str(path))
-
-
-def _save_atomically(folder: Path, tensors: dict[str, torch.Tensor]) -> Path:
-    name = uuid.uuid4().hex
-    temporary, final = folder / f".tmp-{name}.safetensors", folder / f"part-{name}.safetensors"
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, temporary)
-        os.replace(temporary, final)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return final
