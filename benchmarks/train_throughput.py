@@ -20,8 +20,9 @@ import pandas as pd
 from mtt_helpers import MultiTaskSentenceTransformer, load_encoder, quiet, set_seed
 from mtt_helpers.data import data_dir, load_external, multitask_frame, stratified_sample
 from mtt_helpers.precision import cpu_has_native_bf16
-from mtt_helpers.training import TrainConfig, batch_indices, padded_token_ratio, token_counts, train, truncated_to
-from mtt_helpers.utils import markdown_table
+from mtt_helpers.predictions import token_counts
+from mtt_helpers.reporting import markdown_table
+from mtt_helpers.training import TrainConfig, batch_indices, padded_token_ratio, train, truncated_to
 
 PER_TASK = 160
 BATCH = 32
@@ -57,7 +58,7 @@ def main() -> None:
     model = MultiTaskSentenceTransformer(encoder)
     texts = pd.concat([full["sentiment"]["text"], full["topic"]["text"]], ignore_index=True).tolist()
     with truncated_to(model, 128):
-        counts = token_counts(model, texts)
+        counts = np.asarray(token_counts(model.encoder.tokenizer, texts, model.encoder.max_seq_length)[0])
     sources = np.zeros(len(texts))
     padding = {
         grouping: padded_token_ratio(

@@ -1,4 +1,4 @@
-"""The model's configuration and the files of a saved model, shared by torch and ONNX.
+"""The model's configuration and the files of a saved model, shared by torch and ONNX (no torch here).
 
 * ``MultiTaskConfig``: the labels of each task and the head sizes, read and written as
   ``config.json`` by :meth:`MultiTaskConfig.from_json` / :meth:`MultiTaskConfig.to_json`,
@@ -68,6 +68,11 @@ class MultiTaskConfig:
                 raise ValueError(f"Task {name!r} needs a list of at least two labels, got {labels!r}.")
             if len(set(labels)) != len(labels):
                 raise ValueError(f"Task {name!r} has duplicate labels: {labels!r}.")
+
+    @property
+    def task_names(self) -> list[str]:
+        """The task names, in the order of the heads (what every model and predictor reports)."""
+        return list(self.tasks)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "MultiTaskConfig":

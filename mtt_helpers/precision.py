@@ -5,6 +5,9 @@ is needed) and keeps weights, optimizer state and losses in fp32. On hardware wi
 units it is about 2.5x faster for this encoder (110 vs 44 examples/s on a 2-core AVX512-BF16 CPU,
 issue 10); elsewhere it is emulated and slower than fp32, so ``"auto"`` only picks it where it is
 native.
+
+Torch is imported inside the functions that need it, so that importing this module (for
+:data:`PRECISION_SETTINGS`, say) stays cheap.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ from __future__ import annotations
 import contextlib
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-PRECISIONS = ("fp32", "bf16", "auto")
-"""Accepted precision settings."""
+PRECISION_SETTINGS = ("fp32", "bf16", "auto")
+"""Accepted training and embedding precision settings (the ONNX predictors' are
+``mtt_helpers.backends.PREDICTOR_PRECISIONS``)."""
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 """``/proc/cpuinfo`` flags of x86 CPUs with bf16 matrix instructions (Cooper Lake, Sapphire Rapids and later, Zen 4+)."""
@@ -46,6 +52,8 @@ def cuda_has_native_bf16(device: torch.device) -> bool:
     ``torch.cuda.is_bf16_supported()`` alone also answers ``True`` on older GPUs that only
     emulate bf16, which is why the capability is checked as well.
     """
+    import torch
+
     if not torch.cuda.is_available():
         return False
     major, _ = torch.cuda.get_device_capability(device)
@@ -61,12 +69,14 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str
     explicit ``"bf16"`` runs (emulated, slowly) even where it is not native.
 
     Raises:
-        ValueError: ``precision`` is not one of :data:`PRECISIONS`.
+        ValueError: ``precision`` is not one of :data:`PRECISION_SETTINGS`.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if precision not in PRECISION_SETTINGS:
+        raise ValueError(f"precision must be one of {PRECISION_SETTINGS}, got {precision!r}.")
     if precision != "auto":
         return precision
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16" if cuda_has_native_bf16(device) else "fp32"
@@ -82,6 +92,8 @@ def autocast_context(precision: str, device: torch.device | str = "cpu") -> cont
     Outputs computed inside may be bf16: cast them with ``.float()`` before storing or
     computing a loss.
     """
+    import torch
+
     device = torch.device(device)
     if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)

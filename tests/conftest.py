@@ -1,10 +1,17 @@
-"""Shared fixtures: the encoder is loaded once per test session (about 2 s)."""
+"""Shared fixtures: the encoder is loaded once per test session (about 2 s); the seeded model, its
+saved copy and its ONNX export are built once and shared by every test file that needs them."""
 
 import pytest
 
 from mtt_helpers import MultiTaskSentenceTransformer, load_encoder, quiet, set_seed
 
 quiet()
+
+
+def seeded_model(encoder):
+    """The test model: all-MiniLM-L6-v2 and seeded random heads, in eval mode."""
+    set_seed(0)
+    return MultiTaskSentenceTransformer(encoder).eval()
 
 
 @pytest.fixture(scope="session")
@@ -14,5 +21,31 @@ def encoder():
 
 @pytest.fixture()
 def model(encoder):
-    set_seed(0)
-    return MultiTaskSentenceTransformer(encoder).eval()
+    return seeded_model(encoder)
+
+
+@pytest.fixture(scope="session")
+def shared_model(encoder):
+    """The seeded model that ``saved_model`` and ``onnx_export`` hold; shared, so never change it."""
+    return seeded_model(encoder)
+
+
+@pytest.fixture(scope="session")
+def saved_model(tmp_path_factory, shared_model):
+    """``shared_model`` saved without its encoder (it is rebuilt from the offline package): ``.../saved/model``."""
+    directory = tmp_path_factory.mktemp("saved") / "model"
+    shared_model.save(directory, include_encoder=False)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory, shared_model):
+    """``shared_model`` exported to ONNX: ``model.onnx`` and ``model.int8.onnx`` in one directory, with
+    ``config.json`` and the tokenizer files."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from mtt_helpers.onnx import INT8_FILE, ONNX_FILE, export_onnx, quantize_int8
+
+    directory = tmp_path_factory.mktemp("onnx_export")
+    quantize_int8(export_onnx(shared_model, directory / ONNX_FILE), directory / INT8_FILE)
+    return directory

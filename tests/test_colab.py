@@ -7,7 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mtt_helpers import HUB_MODEL_ID, encoder as encoder_module
+import mtt_helpers.model.encoder as encoder_module
+from mtt_helpers import HUB_MODEL_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))

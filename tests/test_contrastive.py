@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from mtt_helpers import MultiTaskSentenceTransformer, set_seed
-from mtt_helpers.contrastive import ContrastiveConfig, contrastive_tune
 from mtt_helpers.data import load_bundled, stratified_sample
-from mtt_helpers.embedding_cache import transformer_of
+from mtt_helpers.model import transformer_of
+from mtt_helpers.training import ContrastiveConfig, contrastive_tune
 
 SMALL = dict(steps=12, batch_size=12, encoder_lr=2e-4, precision="fp32")
 
@@ -43,12 +43,15 @@ def test_tuning_pulls_same_label_texts_together_and_changes_only_the_top_layers(
     assert not model.training and not any(m.training for m in model.modules()), "eval mode restored"
 
 
-def test_same_seed_same_weights(encoder, labelled):
+def test_same_seed_same_weights_and_the_callers_random_state_is_left_alone(encoder, labelled):
     texts, labels = labelled
     weights = []
-    for _ in range(2):
+    for draws in (0, 7):
         model = MultiTaskSentenceTransformer(copy.deepcopy(encoder)).eval()
+        torch.rand(draws)  # the run must not depend on the global generator...
+        before = torch.get_rng_state()
         contrastive_tune(model, texts, labels, ContrastiveConfig(**{**SMALL, "steps": 3}))
+        assert torch.equal(torch.get_rng_state(), before)  # ... nor move it
         weights.append(transformer_of(model).encoder.layer[5].output.dense.weight.detach().clone())
     assert torch.equal(weights[0], weights[1])
 

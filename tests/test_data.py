@@ -17,7 +17,8 @@ from mtt_helpers.data import (
     read_text_csv,
     stratified_sample,
 )
-from mtt_helpers.utils import InputWarning, quiet
+from mtt_helpers import quiet
+from mtt_helpers.predictions import InputWarning
 
 
 def write(path, text):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mtt_helpers import EMBEDDING_DIM, MultiTaskSentenceTransformer, embed, load_encoder, quiet, similarity_table
-from mtt_helpers.utils import InputWarning
+from mtt_helpers.predictions import InputWarning
 
 SEED_SENTENCES = ["The dog ran across the grass.", "Why is the sky blue?", "The cat jumped into the weeds."]
 VARIED = [
@@ -70,7 +70,7 @@ def test_load_encoder_missing_directory():
 
 
 def test_load_encoder_expands_home(tmp_path, monkeypatch):
-    from mtt_helpers.encoder import default_model_source
+    from mtt_helpers.model import default_model_source
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "minilm").symlink_to(default_model_source()[0], target_is_directory=True)

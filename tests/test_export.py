@@ -12,9 +12,9 @@ from sentence_transformers import SentenceTransformer
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from mtt_helpers import MultiTaskSentenceTransformer, set_seed
+from mtt_helpers import MultiTaskSentenceTransformer
 from mtt_helpers.data import load_bundled
-from mtt_helpers.export import INT8_FILE, ONNX_FILE, OnnxPredictor, export_onnx, quantize_int8
+from mtt_helpers.onnx import INT8_FILE, ONNX_FILE, OnnxPredictor, export_onnx, quantize_int8
 
 LONG_TEXT = " ".join(["The committee discussed budgets, exams and marathon training schedules."] * 40)
 """About 400 words: far beyond the 256-token limit, so it must be truncated identically."""
@@ -34,15 +34,11 @@ VARIED_TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def exported(encoder, tmp_path_factory):
-    """A random-headed model, its fp32 export and an int8 copy in a second directory."""
-    set_seed(0)
-    model = MultiTaskSentenceTransformer(encoder).eval()
-    fp32_dir = tmp_path_factory.mktemp("onnx_fp32")
+def exported(shared_model, onnx_export, tmp_path_factory):
+    """A random-headed model, its export and an int8 copy in a second directory."""
     int8_dir = tmp_path_factory.mktemp("onnx_int8")
-    onnx_path = export_onnx(model, fp32_dir / ONNX_FILE)
-    quantize_int8(onnx_path, int8_dir / INT8_FILE)
-    return model, fp32_dir, int8_dir
+    quantize_int8(onnx_export / ONNX_FILE, int8_dir / INT8_FILE)
+    return shared_model, onnx_export, int8_dir
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +210,44 @@ def test_predictor_config_that_is_not_an_object(exported, tmp_path, content):
     (directory / "config.json").write_text(content)
     with pytest.raises(ValueError, match=r"Unreadable model config .*config.json.*expected a JSON object"):
         OnnxPredictor(directory)
+
+
+def test_predictor_tokenizes_exactly_like_the_hugging_face_tokenizer(exported, fp32):
+    """The ``tokenizers`` pipeline read from tokenizer.json, cut at the limit and padded to the longest
+    text, gives the ids and masks of ``AutoTokenizer(..., padding=True, truncation=True, max_length=...)``."""
+    from transformers import AutoTokenizer
+
+    reference = AutoTokenizer.from_pretrained(str(exported[1]), local_files_only=True)
+    for texts in (VARIED_TEXTS, VARIED_TEXTS[2:5], ["ok"]):
+        expected = reference(texts, padding=True, truncation=True, max_length=fp32.max_seq_length, return_tensors="np")
+        ours = fp32.tokenize(texts)
+        for name in ("input_ids", "attention_mask", "token_type_ids"):
+            assert np.array_equal(ours[name], expected[name]), name
+    assert fp32.tokenize(VARIED_TEXTS)["input_ids"].shape[1] == fp32.max_seq_length == 256  # LONG_TEXT was cut
+    # The counting copy does not cut: the service and the truncation warning see the full length.
+    counts = [len(ids) for ids in reference(VARIED_TEXTS, truncation=False, verbose=False)["input_ids"]]
+    assert [len(encoding.ids) for encoding in fp32.tokenizer.encode_batch(VARIED_TEXTS)] == counts
+    assert max(counts) > 256
+
+
+TORCH_FREE = """
+import sys
+from mtt_helpers.backends import load_predictor
+from mtt_helpers.onnx import CascadePredictor, OnnxPredictor
+directory = sys.argv[1]
+tables = [OnnxPredictor(directory).predict(["What a goal!", "Shares fell."]),
+          CascadePredictor(directory).predict(["What a goal!"]),
+          load_predictor(directory, "onnx", "int8").predict(["Flu jabs are free."])]
+print(*(table["text_class"].tolist() for table in tables))
+print("torch imported:", "torch" in sys.modules, "transformers imported:", "transformers" in sys.modules)
+"""
+
+
+def test_onnx_inference_never_imports_torch(onnx_export):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", TORCH_FREE, str(onnx_export)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "torch imported: False transformers imported: False"

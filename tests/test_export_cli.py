@@ -1,4 +1,4 @@
-"""``python -m mtt_helpers.export``: a self-contained ONNX directory, or a clear error and nothing written."""
+"""``mtt export``: a self-contained ONNX directory, or a clear error and nothing written."""
 
 import os
 import stat
@@ -11,20 +11,16 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from mtt_helpers import MultiTaskSentenceTransformer, set_seed
-from mtt_helpers.export import INT8_FILE, ONNX_FILE, OnnxPredictor, main
+from mtt_helpers import MultiTaskSentenceTransformer
+from mtt_helpers.cli import main as mtt
+from mtt_helpers.onnx import INT8_FILE, ONNX_FILE, OnnxPredictor
 
 TEXTS = ["Shares fell 4% after the earnings call.", "What a goal, what a match!", "Flu jabs, now at the pharmacy."]
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory, encoder):
-    """A saved model with seeded random heads (the encoder is rebuilt from the offline package)."""
-    set_seed(0)
-    model = MultiTaskSentenceTransformer(encoder).eval()
-    directory = tmp_path_factory.mktemp("saved") / "model"
-    model.save(directory, include_encoder=False)
-    return directory
+def main(argv):
+    """``mtt export *argv``."""
+    mtt(["export", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +36,7 @@ def siblings(path):
 
 
 def test_help():
-    result = subprocess.run([sys.executable, "-m", "mtt_helpers.export", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "mtt_helpers", "export", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "usage" in result.stdout and "--int8" in result.stdout
 
 
@@ -57,7 +53,7 @@ def test_export_writes_a_directory_that_predict_runs(saved_model, exported, tmp_
 
     pd.DataFrame({"text": TEXTS}).to_csv(tmp_path / "in.csv", index=False)
     result = subprocess.run(
-        [sys.executable, "-m", "mtt_helpers.predict", str(exported), str(tmp_path / "in.csv"),
+        [sys.executable, "-m", "mtt_helpers", "predict", str(exported), str(tmp_path / "in.csv"),
          "--backend", "onnx", "--precision", "int8", "-o", str(tmp_path / "out.csv")],
         capture_output=True, text=True, timeout=300,
     )

@@ -13,8 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mtt_helpers import fetch_data
-from mtt_helpers.fetch_data import (
+import mtt_helpers.data.fetch as fetch_data
+import mtt_helpers.data.fetch.build as fetch_build
+from mtt_helpers.cli import main as mtt
+from mtt_helpers.data.fetch import (
     BuildConfig,
     ChecksumError,
     RawFile,
@@ -218,12 +220,12 @@ def test_download_verifies_checksums_and_keeps_nothing_that_fails(tmp_path):
 
 
 def test_cli_builds_from_a_raw_folder_without_downloading(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(fetch_data, "BuildConfig", lambda: SMALL)
-    fetch_data.main(["--dest", str(tmp_path / "data"), "--raw-dir", str(FIXTURES), "--no-download"])
+    monkeypatch.setattr(fetch_build, "BuildConfig", lambda: SMALL)
+    mtt(["fetch-data", "--dest", str(tmp_path / "data"), "--raw-dir", str(FIXTURES), "--no-download"])
     assert "wrote 6 files" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "data" / "tweeteval_sentiment").iterdir()) == ["dev.csv", "train.csv"]
     with pytest.raises(SystemExit):
-        fetch_data.main(["--dest", str(tmp_path), "--raw-dir", str(tmp_path / "raw")])
+        mtt(["fetch-data", "--dest", str(tmp_path), "--raw-dir", str(tmp_path / "raw")])
     assert "must not be inside --dest" in capsys.readouterr().err
 
 

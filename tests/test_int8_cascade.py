@@ -7,12 +7,10 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from mtt_helpers import MultiTaskSentenceTransformer, set_seed
 from mtt_helpers.backends import load_predictor
+from mtt_helpers.cli import main as mtt
 from mtt_helpers.data import load_bundled
-from mtt_helpers.export import INT8_FILE, ONNX_FILE, OnnxPredictor, export_onnx, quantize_int8
-from mtt_helpers.int8_cascade import CascadePredictor, cascade_curve, rerun_mask, top2_margin
-from mtt_helpers.predict import main as predict_main
+from mtt_helpers.onnx import INT8_FILE, CascadePredictor, OnnxPredictor, cascade_curve, rerun_mask, top2_margin
 
 
 def test_top2_margin_is_best_minus_second_best():
@@ -65,14 +63,9 @@ def test_cascade_curve_measures_each_task_on_its_own_rows():
         cascade_curve(int8, fp32, [0.0], task_rows={"topic": np.zeros(4, dtype=bool)})
 
 
-@pytest.fixture(scope="module")
-def export_dir(encoder, tmp_path_factory):
-    """fp32 and int8 graphs of a seeded random-headed model in one directory."""
-    set_seed(0)
-    model = MultiTaskSentenceTransformer(encoder).eval()
-    directory = tmp_path_factory.mktemp("cascade")
-    quantize_int8(export_onnx(model, directory / ONNX_FILE), directory / INT8_FILE)
-    return directory
+def predict_main(argv):
+    """``mtt predict *argv``."""
+    mtt(["predict", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -81,29 +74,29 @@ def texts():
 
 
 @pytest.fixture(scope="module")
-def reference(export_dir, texts):
+def reference(onnx_export, texts):
     """Logits of each graph alone, and the int8 margins."""
-    fp32 = OnnxPredictor(export_dir).predict_logits(texts)
-    int8 = OnnxPredictor(export_dir, onnx_file=INT8_FILE).predict_logits(texts)
+    fp32 = OnnxPredictor(onnx_export).predict_logits(texts)
+    int8 = OnnxPredictor(onnx_export, onnx_file=INT8_FILE).predict_logits(texts)
     margins = np.minimum(top2_margin(int8["topic"]), top2_margin(int8["sentiment"]))
     return fp32, int8, margins
 
 
-def test_threshold_zero_is_plain_int8_and_a_huge_one_plain_fp32(export_dir, texts, reference):
+def test_threshold_zero_is_plain_int8_and_a_huge_one_plain_fp32(onnx_export, texts, reference):
     fp32, int8, _ = reference
-    cascade = CascadePredictor(export_dir, margin_threshold=0.0)
+    cascade = CascadePredictor(onnx_export, margin_threshold=0.0)
     assert np.array_equal(cascade.predict_logits(texts)["topic"], int8["topic"]) and cascade.last_rerun_share == 0
-    cascade = CascadePredictor(export_dir, margin_threshold=1e9)
+    cascade = CascadePredictor(onnx_export, margin_threshold=1e9)
     got = cascade.predict_logits(texts)
     assert cascade.last_rerun_share == 1
     for name in ("embedding", "topic", "sentiment"):
         assert np.abs(got[name] - fp32[name]).max() < 1e-4
 
 
-def test_uncertain_rows_come_from_fp32_and_the_rest_from_int8(export_dir, texts, reference):
+def test_uncertain_rows_come_from_fp32_and_the_rest_from_int8(onnx_export, texts, reference):
     fp32, int8, margins = reference
     threshold = float(np.median(margins))
-    cascade = CascadePredictor(export_dir, margin_threshold=threshold)
+    cascade = CascadePredictor(onnx_export, margin_threshold=threshold)
     got = cascade.predict_logits(texts)
     rerun = margins < threshold
     assert 0 < rerun.sum() < len(texts) and cascade.last_rerun_share == rerun.mean()
@@ -113,40 +106,40 @@ def test_uncertain_rows_come_from_fp32_and_the_rest_from_int8(export_dir, texts,
     assert np.array_equal(got["topic"][~rerun], int8["topic"][~rerun])  # untouched rows are int8's exactly
 
     table = cascade.predict(texts)
-    assert list(table.columns) == list(OnnxPredictor(export_dir).predict(texts[:2]).columns)
+    assert list(table.columns) == list(OnnxPredictor(onnx_export).predict(texts[:2]).columns)
     labels = cascade.config.tasks["topic"]
     assert table["text_class"].tolist() == [labels[i] for i in got["topic"].argmax(axis=1)]
 
 
-def test_a_negative_threshold_is_refused(export_dir):
+def test_a_negative_threshold_is_refused(onnx_export):
     with pytest.raises(ValueError, match="margin_threshold"):
-        CascadePredictor(export_dir, margin_threshold=-0.1)
+        CascadePredictor(onnx_export, margin_threshold=-0.1)
 
 
-def test_load_predictor_maps_precision_to_graphs(export_dir, texts, reference):
+def test_load_predictor_maps_precision_to_graphs(onnx_export, texts, reference):
     _, int8, _ = reference
-    assert isinstance(load_predictor(export_dir, "onnx", "int8-safe", margin_threshold=0.5), CascadePredictor)
-    int8_model = load_predictor(export_dir, "onnx", "int8")
+    assert isinstance(load_predictor(onnx_export, "onnx", "int8-safe", margin_threshold=0.5), CascadePredictor)
+    int8_model = load_predictor(onnx_export, "onnx", "int8")
     assert np.array_equal(int8_model.predict_logits(texts)["topic"], int8["topic"])
     with pytest.raises(ValueError, match="need --backend onnx"):
-        load_predictor(export_dir, "torch", "int8")
+        load_predictor(onnx_export, "torch", "int8")
     with pytest.raises(ValueError, match="not both"):
-        load_predictor(export_dir, "onnx", "int8", onnx_file=INT8_FILE)
+        load_predictor(onnx_export, "onnx", "int8", onnx_file=INT8_FILE)
     with pytest.raises(ValueError, match="only applies"):
-        load_predictor(export_dir, "onnx", "int8", margin_threshold=0.2)
+        load_predictor(onnx_export, "onnx", "int8", margin_threshold=0.2)
 
 
-def test_predict_cli_precision_options(export_dir, texts, tmp_path, capsys):
+def test_predict_cli_precision_options(onnx_export, texts, tmp_path, capsys):
     pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
-    args = [str(export_dir), str(tmp_path / "in.csv"), "--backend", "onnx"]
+    args = [str(onnx_export), str(tmp_path / "in.csv"), "--backend", "onnx"]
     predict_main([*args, "--precision", "int8-safe", "--cascade-margin", "0.4", "-o", str(tmp_path / "safe.csv")])
-    expected = CascadePredictor(export_dir, margin_threshold=0.4).predict(texts)
+    expected = CascadePredictor(onnx_export, margin_threshold=0.4).predict(texts)
     assert pd.read_csv(tmp_path / "safe.csv")["text_class"].tolist() == expected["text_class"].tolist()
     # The old spelling keeps working: --onnx-file picks the graph.
     predict_main([*args, "--onnx-file", INT8_FILE, "-o", str(tmp_path / "int8.csv")])
-    expected = OnnxPredictor(export_dir, onnx_file=INT8_FILE).predict(texts)
+    expected = OnnxPredictor(onnx_export, onnx_file=INT8_FILE).predict(texts)
     assert pd.read_csv(tmp_path / "int8.csv")["sentiment"].tolist() == expected["sentiment"].tolist()
     with pytest.raises(SystemExit) as exit_info:
-        predict_main([str(export_dir), str(tmp_path / "in.csv"), "--precision", "int8", "-o", str(tmp_path / "x.csv")])
+        predict_main([str(onnx_export), str(tmp_path / "in.csv"), "--precision", "int8", "-o", str(tmp_path / "x.csv")])
     assert exit_info.value.code == 2 and "need --backend onnx" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()

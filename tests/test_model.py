@@ -20,7 +20,8 @@ from mtt_helpers import (
     quiet,
     set_seed,
 )
-from mtt_helpers.utils import InputWarning
+from mtt_helpers.predictions import InputWarning, token_counts, untruncated_lengths
+from mtt_helpers.training import truncated_to
 
 TEXTS = [
     "The striker scored twice in the derby.",
@@ -118,6 +119,19 @@ def test_batched_outputs_are_restored_to_input_order(model):
             assert (batched[key][i] - alone[key][0]).abs().max().item() <= 1e-5, (i, key)
     # Rows of different texts differ, so a permutation could not pass the check above.
     assert torch.cdist(batched["embedding"], batched["embedding"]).fill_diagonal_(1).min() > 0.01
+
+
+@pytest.mark.parametrize("limit", [None, 12])
+def test_token_counts_are_the_tokens_the_model_runs(model, limit):
+    """The one token count (batching, the truncation warning, training's length grouping) equals the
+    real tokens of the model's own tokenize: special tokens included, cut at the encoder's limit."""
+    with truncated_to(model, limit):
+        expected = model.tokenize(VARIED)["attention_mask"].sum(dim=1).tolist()
+        counts, truncated = token_counts(model.encoder.tokenizer, VARIED, model.encoder.max_seq_length)
+    assert counts == expected
+    assert counts[VARIED.index("ok")] == 3  # [CLS] ok [SEP]
+    full = untruncated_lengths(model.encoder.tokenizer, VARIED)
+    assert truncated == sum(n > (limit or 256) for n in full) == (1 if limit is None else 4)
 
 
 def test_batches_are_sorted_by_token_count_not_characters(model):

