@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``mtt export`` and its options."""
     parser = subparsers.add_parser(
         "export",
-        help=__doc__.split("\n\n")[0],
+        help="export a saved model as a self-contained ONNX directory (optionally int8 too)",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -17,8 +17,8 @@ from mtt_helpers.cli.common import fail
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``mtt fetch-data`` and its options."""
-    summary = __doc__.split("\n\n")[0]
-    parser = subparsers.add_parser("fetch-data", help=summary, description=summary)
+    parser = subparsers.add_parser("fetch-data", help="download the public sources and rebuild the external datasets",
+                                   description=__doc__.split("\n\n")[0])
     parser.add_argument("--dest", required=True, help="folder to write <dataset>/{train,dev}.csv into (MTT_DATA_DIR)")
     parser.add_argument("--raw-dir", help="keep the raw downloads here (default: a temporary folder, deleted after)")
     parser.add_argument("--no-download", action="store_true", help="build from the files already in --raw-dir")

@@ -56,8 +56,8 @@ def check_output_path(output: str, input_csv: str) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``mtt predict`` and its options."""
-    summary = __doc__.split("\n\n")[0]
-    parser = subparsers.add_parser("predict", help=summary, description=summary)
+    parser = subparsers.add_parser("predict", help="classify the texts of a CSV file (torch model or ONNX export)",
+                                   description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "model_dir", help="a model directory written by MultiTaskSentenceTransformer.save (torch) or export_onnx (onnx)"
     )

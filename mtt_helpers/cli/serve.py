@@ -18,8 +18,8 @@ from mtt_helpers.cli.common import fail
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``mtt serve`` and its options."""
-    summary = __doc__.split("\n\n")[0]
-    parser = subparsers.add_parser("serve", help=summary, description=summary)
+    parser = subparsers.add_parser("serve", help="serve a model over HTTP (POST /predict, GET /health, /docs)",
+                                   description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="a saved model (--backend torch) or an ONNX export directory (--backend onnx)")
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="default torch")
     parser.add_argument("--precision", choices=PREDICTOR_PRECISIONS, default=None,

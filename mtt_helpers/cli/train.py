@@ -29,8 +29,8 @@ from mtt_helpers.config import CONFIG_FILE, HEADS_FILE, SENTIMENT_LABELS, TOPIC_
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``mtt train`` and its options."""
     most_classes = max(len(TOPIC_LABELS), len(SENTIMENT_LABELS))
-    summary = __doc__.split("\n\n")[0]
-    parser = subparsers.add_parser("train", help=summary, description=summary)
+    parser = subparsers.add_parser("train", help="train the recommended model on the external datasets and save it",
+                                   description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True, help="folder holding the datasets' subfolders")
     parser.add_argument("--out", required=True, help="model directory to write (must not exist unless --overwrite)")
     parser.add_argument("--topic-dataset", default="huffpost_news_category", help="subfolder with topic labels")

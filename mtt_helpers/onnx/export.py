@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from mtt_helpers.config import CONFIG_FILE
-from mtt_helpers.model import MultiTaskSentenceTransformer, eval_mode
+from mtt_helpers.model import MultiTaskSentenceTransformer, eval_mode, transformer_of
 from mtt_helpers.onnx.layout import EMBEDDING_OUTPUT, ONNX_FILE, logits_output, refuse_saved_model_directory
 
 _TRACE_TEXTS = [
@@ -51,7 +51,7 @@ class _OnnxGraph(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        tokens = self.model.encoder[0].auto_model(**inputs).last_hidden_state
+        tokens = transformer_of(self.model)(**inputs).last_hidden_state
         embeddings = self.model.pool(tokens, attention_mask)
         return (embeddings, *(head(embeddings) for head in self.model.heads.values()))
 
