@@ -33,7 +33,8 @@ def main() -> None:
     quiet()
     folder = data_dir()
     if folder is None:
-        raise SystemExit("Set MTT_DATA_DIR to the folder holding tweeteval_sentiment/ and huffpost_news_category/.")
+        raise SystemExit("No public datasets (MTT_DATA_DIR=bundled, or offline): set MTT_DATA_DIR to the folder holding "
+                         "tweeteval_sentiment/ and huffpost_news_category/, or go online to download them.")
     full = {"sentiment": load_external("tweeteval_sentiment", "train", folder),
             "topic": load_external("huffpost_news_category", "train", folder)}
     frame = multitask_frame(**{task: stratified_sample(rows, PER_TASK, seed=0) for task, rows in full.items()})

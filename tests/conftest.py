@@ -14,6 +14,14 @@ def seeded_model(encoder):
     return MultiTaskSentenceTransformer(encoder).eval()
 
 
+@pytest.fixture(autouse=True)
+def no_download_from_the_internet(tmp_path_factory, monkeypatch):
+    """A test that leaves ``MTT_DATA_DIR`` unset finds an empty cache of its own and no download server
+    (a closed port on 127.0.0.1): it never writes to ``~/.cache`` or reaches the internet."""
+    monkeypatch.setenv("MTT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mtt_cache_unused" / "data"))
+    monkeypatch.setenv("MTT_DATA_BASE_URL", "http://127.0.0.1:9")
+
+
 @pytest.fixture(scope="session")
 def encoder():
     return load_encoder(device="cpu")

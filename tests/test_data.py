@@ -1,15 +1,18 @@
 import os
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from mtt_helpers.data import (
     DATA_DIR_ENV,
+    DataSettings,
     IGNORE_INDEX,
     TASK_LABELS,
     class_counts,
     data_dir,
+    default_cache_dir,
     encode_labels,
     load_bundled,
     load_external,
@@ -121,15 +124,45 @@ def test_load_external_bad_files(tmp_path, content, error, message):
 
 
 def test_data_dir_setting(tmp_path, monkeypatch):
-    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv(DATA_DIR_ENV, "bundled")
     assert data_dir() is None
-    with pytest.raises(FileNotFoundError, match=DATA_DIR_ENV):
+    with pytest.raises(FileNotFoundError, match="the bundled set is in use"):
         load_external("tweets")
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         data_dir()
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
     assert data_dir() == tmp_path
+
+
+def test_unset_data_dir_reads_a_full_download_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv("MTT_CACHE_DIR", str(tmp_path / "cache"))
+    for name in ("tweeteval_sentiment", "financial_phrasebank", "huffpost_news_category"):
+        for split in ("train", "dev"):
+            write(tmp_path / "cache" / name / f"{split}.csv", "text,label\nhi,positive\n")
+    assert data_dir() == tmp_path / "cache"
+
+
+def test_settings_from_the_environment(tmp_path, monkeypatch):
+    for name in ("XDG_CACHE_HOME", "MTT_CACHE_DIR", "MTT_DATA_BASE_URL", DATA_DIR_ENV):
+        monkeypatch.delenv(name, raising=False)
+    default = DataSettings.from_env()
+    assert default.cache_dir == Path.home() / ".cache" / "mtt_helpers" / "data"
+    assert (default.base_url, default.data_dir) == ("https://raw.githubusercontent.com", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == DataSettings.from_env().cache_dir == tmp_path / "xdg" / "mtt_helpers" / "data"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # not absolute: ignored, as the XDG spec says
+    assert default_cache_dir() == Path.home() / ".cache" / "mtt_helpers" / "data"
+    monkeypatch.setenv("MTT_CACHE_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("MTT_DATA_BASE_URL", "http://127.0.0.1:8000/mirror/")
+    monkeypatch.setenv(DATA_DIR_ENV, "Bundled")
+    settings = DataSettings.from_env()
+    assert (settings.cache_dir, settings.base_url, settings.bundled_only) == (
+        tmp_path / "mine", "http://127.0.0.1:8000/mirror", True)
+    monkeypatch.setenv("MTT_DATA_BASE_URL", "raw.githubusercontent.com")
+    with pytest.raises(ValueError, match="MTT_DATA_BASE_URL must be an http"):
+        DataSettings.from_env()
 
 
 # --------------------------------------------------------------------- helpers
@@ -194,7 +227,7 @@ def test_multitask_frame_marks_missing_labels():
 REAL = {"tweeteval_sentiment": "sentiment", "financial_phrasebank": "sentiment", "huffpost_news_category": "topic"}
 
 
-@pytest.mark.skipif(not os.environ.get(DATA_DIR_ENV), reason=f"{DATA_DIR_ENV} not set")
+@pytest.mark.skipif(os.environ.get(DATA_DIR_ENV, "bundled").strip() in ("", "bundled"), reason=f"{DATA_DIR_ENV} names no folder")
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_datasets_load(name):
     for split in ("train", "dev"):

@@ -1,12 +1,13 @@
-"""The data rebuild: text rules, the build on raw-format fixtures, the writer, and the download's checksums.
+"""The data rebuild: text rules, the build on raw-format fixtures, the writer, and the pinned checksums.
 
 The fixtures in ``tests/fixtures/fetch_data`` are tiny files in each source's raw format, laid out
-as the download step stores them (``owner__name/path``).
+as the download step stores them (``owner__name/path``). The download itself is tested end to end
+in ``test_data_download.py``.
 """
 
 import hashlib
-import io
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -17,15 +18,13 @@ import mtt_helpers.data.fetch as fetch_data
 import mtt_helpers.data.fetch.build as fetch_build
 from mtt_helpers.cli import main as mtt
 from mtt_helpers.data.fetch import (
+    DATASETS,
     BuildConfig,
-    ChecksumError,
-    RawFile,
     build_datasets,
     collapse_whitespace,
     dedup_key,
     deduplicate,
     detokenise_headline,
-    download,
     normalise_tweet,
     write_datasets,
 )
@@ -181,42 +180,46 @@ def test_bad_raw_files_give_errors_naming_file_and_line(tmp_path):
         build_datasets(raw, SMALL)
 
 
-def test_every_raw_file_is_pinned_to_a_commit_of_the_data_card_repositories():
+def test_every_raw_file_is_pinned_to_a_commit_and_a_checksum():
     for raw in fetch_data.RAW_FILES.values():
         assert raw.url == f"https://raw.githubusercontent.com/{raw.repo}/{raw.commit}/{raw.path}"
-        assert len(raw.commit) == 40 and int(raw.commit, 16) >= 0
-        assert raw.sha256 is None or len(raw.sha256) == 64
+        assert raw.url_at("http://127.0.0.1:8000/") == f"http://127.0.0.1:8000/{raw.repo}/{raw.commit}/{raw.path}"
+        assert re.fullmatch("[0-9a-f]{40}", raw.commit) and re.fullmatch("[0-9a-f]{64}", raw.sha256), raw.path
+    assert len(fetch_data.RAW_FILES) == 18 and len({raw.sha256 for raw in fetch_data.RAW_FILES.values()}) == 18
 
 
-class FakeResponse(io.BytesIO):
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        self.close()
-
-
-def fake_urlopen(payloads):
-    def urlopen(url, timeout):
-        return FakeResponse(payloads[url])
-    return urlopen
+FIXTURE_CSV_SHA256 = {
+    "financial_phrasebank/dev.csv": "3e45e14d7339deda100e7b412ad2adfcdc42850f1779928c4ce240d7cb6e5c60",
+    "financial_phrasebank/train.csv": "a091ecccb617bb783ecee53478dcae2ac97507f918508bc29f7f043183e17b87",
+    "huffpost_news_category/dev.csv": "5cc501f794e2d4f1c725ec6c16118f615fe4df45d44c5c88bb13bcf62a9d8e54",
+    "huffpost_news_category/train.csv": "12a425a13cd33495100705a7a8faff278d55d552177639fb2bb8d82dc2d9cc8f",
+    "tweeteval_sentiment/dev.csv": "cb91c8c1eda93b15e80e73cc6f7a85742bcceb66962b4c3e8767bdf7b1844c9f",
+    "tweeteval_sentiment/train.csv": "691bf78503d689fef83bf7283f8740edae6641f86f66f244d94c7c2d32faac97",
+}
+"""sha256 of the files the build writes from the fixtures: any change to the output rules (normalisation, dedup, splits, filters, CSV format) shows here."""
 
 
-def test_download_verifies_checksums_and_keeps_nothing_that_fails(tmp_path):
-    unverified = RawFile("owner/repo", "a" * 40, "data/one.txt")
-    good = RawFile("owner/repo", "a" * 40, "data/two.txt", hashlib.sha256(b"two").hexdigest())
-    bad = RawFile("owner/repo", "a" * 40, "data/three.txt", "0" * 64)
-    payloads = {unverified.url: b"one", good.url: b"two", bad.url: b"three"}
-    with pytest.warns(UserWarning, match="no sha256 recorded, not verified"):
-        checksums = download(tmp_path, [unverified, good], urlopen=fake_urlopen(payloads))
-    assert checksums[unverified.url] == hashlib.sha256(b"one").hexdigest()
-    assert (tmp_path / "owner__repo" / "data" / "two.txt").read_bytes() == b"two"
-    with pytest.raises(ChecksumError, match="does not match the recorded"):
-        download(tmp_path, [bad], urlopen=fake_urlopen(payloads))
-    assert not any(p.name.startswith("three") for p in (tmp_path / "owner__repo" / "data").iterdir())
-    (tmp_path / "owner__repo" / "data" / "two.txt").write_bytes(b"tampered")  # a present file is verified too
-    with pytest.raises(ChecksumError):
-        download(tmp_path, [good], urlopen=fake_urlopen(payloads))
+def test_the_build_output_from_the_fixtures_is_unchanged(built, tmp_path):
+    assert set(built) == set(DATASETS)
+    write_datasets(built, tmp_path)
+    written = {p.relative_to(tmp_path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+               for p in tmp_path.rglob("*.csv")}
+    assert written == FIXTURE_CSV_SHA256
+
+
+def test_writer_writes_all_six_files_or_none(built, tmp_path, monkeypatch):
+    calls, to_csv = [], pd.DataFrame.to_csv
+
+    def fail_on_the_fourth(frame, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise OSError("No space left on device")
+        return to_csv(frame, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fail_on_the_fourth)
+    with pytest.raises(OSError, match="No space left"):
+        write_datasets(built, tmp_path / "data")
+    assert list(tmp_path.iterdir()) == []  # neither a file nor the temporary folder beside the destination
 
 
 def test_cli_builds_from_a_raw_folder_without_downloading(tmp_path, monkeypatch, capsys):
@@ -224,12 +227,16 @@ def test_cli_builds_from_a_raw_folder_without_downloading(tmp_path, monkeypatch,
     mtt(["fetch-data", "--dest", str(tmp_path / "data"), "--raw-dir", str(FIXTURES), "--no-download"])
     assert "wrote 6 files" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "data" / "tweeteval_sentiment").iterdir()) == ["dev.csv", "train.csv"]
+    with pytest.raises(SystemExit):  # the files exist now: refused, naming them
+        mtt(["fetch-data", "--dest", str(tmp_path / "data"), "--raw-dir", str(FIXTURES), "--no-download"])
+    assert "6 file(s) exist: " in capsys.readouterr().err
     with pytest.raises(SystemExit):
         mtt(["fetch-data", "--dest", str(tmp_path), "--raw-dir", str(tmp_path / "raw")])
-    assert "must not be inside --dest" in capsys.readouterr().err
+    assert "is inside the data folder" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not os.environ.get("MTT_DATA_DIR"), reason="needs the external datasets (MTT_DATA_DIR)")
+@pytest.mark.skipif(os.environ.get("MTT_DATA_DIR", "bundled").strip() in ("", "bundled"),
+                    reason="needs the external datasets (MTT_DATA_DIR)")
 def test_rules_leave_the_real_dev_sets_unchanged():
     """The CI copy was built with these rules: applying them again to its dev sets changes no text and finds no duplicate."""
     root = Path(os.environ["MTT_DATA_DIR"])

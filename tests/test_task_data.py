@@ -23,6 +23,7 @@ def test_external_data_when_mtt_data_dir_is_set(external, monkeypatch):
     monkeypatch.setenv("MTT_DATA_DIR", str(external))
     data = load_task_data("dev")
     assert data.real and data.bundled is None
+    assert data.source == f"Data: HuffPost headlines (topic) and TweetEval tweets (sentiment), dev split, from MTT_DATA_DIR={external}."
     assert data.topic["text"].str.startswith("huffpost_news_category dev").all() and len(data.topic) == 30
     assert data.sentiment["text"].str.startswith("tweeteval_sentiment dev").all()
     frame = data.multitask()
@@ -31,7 +32,7 @@ def test_external_data_when_mtt_data_dir_is_set(external, monkeypatch):
 
 def test_external_samples_per_task_and_only_the_named_task(external):
     both = load_task_data("train", max_per_task=12, seed=0, folder=external)
-    assert len(both.topic) == len(both.sentiment) == 12
+    assert len(both.topic) == len(both.sentiment) == 12 and both.source.endswith(f"train split, from {external}.")
     assert both.topic["label"].value_counts().eq(2).all()  # stratified: 2 of each of the 6 topics
     only_topic = load_task_data("train", max_per_task={"topic": 12}, folder=external)
     assert (len(only_topic.topic), len(only_topic.sentiment)) == (12, 30)
@@ -39,18 +40,19 @@ def test_external_samples_per_task_and_only_the_named_task(external):
         load_task_data("train", max_per_task={"topics": 12}, folder=external)
 
 
-def test_bundled_data_when_mtt_data_dir_is_unset(monkeypatch):
-    monkeypatch.delenv("MTT_DATA_DIR", raising=False)
+def test_bundled_data_when_mtt_data_dir_says_bundled(monkeypatch):
+    monkeypatch.setenv("MTT_DATA_DIR", "bundled")
     data = load_task_data("dev", max_per_task=10)  # the sample applies to external data only
     dev = load_bundled("dev")
     assert not data.real and len(data.topic) == len(data.sentiment) == len(dev) == 270
+    assert data.source == "Data: the bundled sentences (written with a language model), dev split, as MTT_DATA_DIR=bundled asks."
     assert data.topic["label"].tolist() == dev["topic"].tolist() and data.sentiment["label"].tolist() == dev["sentiment"].tolist()
     frame = data.multitask()  # one row per sentence, both labels
     assert len(frame) == 270 and frame[["topic", "sentiment"]].notna().all().all()
 
 
 def test_disjoint_bundled_halves_share_no_sentence(monkeypatch):
-    monkeypatch.delenv("MTT_DATA_DIR", raising=False)
+    monkeypatch.setenv("MTT_DATA_DIR", "bundled")
     data = load_task_data("train", disjoint_bundled=True, seed=0)
     assert len(data.topic) == len(data.sentiment) == 630 and data.bundled is None
     assert not set(data.topic["text"]) & set(data.sentiment["text"])

@@ -1,4 +1,4 @@
-"""Step 2 of the data build: train and dev splits from the raw files (a pure function), and writing them."""
+"""Step 2 of the data build: train and dev splits from the raw files (a pure function; :mod:`.write` writes them)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mtt_helpers.data.fetch.normalise import (
     split_stratified,
 )
 from mtt_helpers.data.fetch.readers import read_huffpost, read_phrasebank, read_semeval_pool, read_tweeteval
-from mtt_helpers.data.fetch.sources import HUFFPOST_TOPIC, WRITTEN_SPLITS, BuildConfig
+from mtt_helpers.data.fetch.sources import HUFFPOST_TOPIC, BuildConfig
 
 
 def _drop_keys(frame: pd.DataFrame, keys: set[str], prefixes: set[str] = frozenset(), prefix_chars: int = 0) -> pd.DataFrame:
@@ -89,23 +89,3 @@ def build_datasets(raw_dir: str | Path, config: BuildConfig | None = None) -> di
             splits[split] = kept
     return built
 
-
-def write_datasets(built: dict[str, dict[str, pd.DataFrame]], dest: str | Path, overwrite: bool = False) -> list[Path]:
-    """Writes ``dest/<name>/{train,dev}.csv`` (UTF-8, ``text,label``, minimal quoting). Test splits are refused.
-
-    Returns:
-        The files written.
-    """
-    dest, written = Path(dest), []
-    for name, splits in built.items():
-        extra = set(splits) - set(WRITTEN_SPLITS)
-        if extra:
-            raise ValueError(f"{name}: refusing to write split(s) {sorted(extra)}; only {WRITTEN_SPLITS} are written.")
-        for split, frame in splits.items():
-            path = dest / name / f"{split}.csv"
-            if path.exists() and not overwrite:
-                raise FileExistsError(f"{path} exists; pass --overwrite to replace it.")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            frame[["text", "label"]].to_csv(path, index=False, encoding="utf-8")
-            written.append(path)
-    return written

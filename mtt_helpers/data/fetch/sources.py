@@ -6,11 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtt_helpers.data.settings import DEFAULT_BASE_URL
+
 SEED = 13
 """Seed of every random split and sample (data card: "Random splits were stratified and used seed 13")."""
 
 WRITTEN_SPLITS = ("train", "dev")
 """The only splits this module ever writes."""
+
+DATASETS = ("tweeteval_sentiment", "financial_phrasebank", "huffpost_news_category")
+"""The datasets the build writes, each as ``<name>/train.csv`` and ``<name>/dev.csv``."""
 
 
 @dataclass(frozen=True)
@@ -23,13 +28,17 @@ class RawFile:
     """40-hex commit the file is read at."""
     path: str
     """Path of the file inside the repository."""
-    sha256: str | None = None
-    """Expected sha256 of the file; ``None`` = not yet verified (never downloaded here)."""
+    sha256: str
+    """Expected sha256 of the file (of the git blob at the commit, which is what a raw download returns)."""
+
+    def url_at(self, base_url: str) -> str:
+        """URL of the file at the pinned commit under ``base_url`` (a mirror of raw.githubusercontent.com)."""
+        return f"{base_url.rstrip('/')}/{self.repo}/{self.commit}/{self.path}"
 
     @property
     def url(self) -> str:
-        """Raw-content URL of the file at the pinned commit."""
-        return f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{self.path}"
+        """Raw-content URL of the file at the pinned commit on GitHub."""
+        return self.url_at(DEFAULT_BASE_URL)
 
     @property
     def local_path(self) -> Path:
@@ -46,17 +55,40 @@ SEMEVAL_SETS = ("2013train", "2013dev", "2013test", "2014test", "2014sarcasm", "
                 "2016train", "2016dev", "2016devtest", "2016test")
 """The SemEval-2017 Task 4A message-polarity sets pooled into TweetEval's train."""
 
-RAW_FILES: dict[str, RawFile] = {
-    "tweeteval_val_text": RawFile(*TWEETEVAL, "datasets/sentiment/val_text.txt"),
-    "tweeteval_val_labels": RawFile(*TWEETEVAL, "datasets/sentiment/val_labels.txt"),
-    "tweeteval_test_text": RawFile(*TWEETEVAL, "datasets/sentiment/test_text.txt"),
-    "tweeteval_mapping": RawFile(*TWEETEVAL, "datasets/sentiment/mapping.txt"),
-    **{f"semeval_{name}": RawFile(*SEMEVAL, f"dataset/Subtask_A/downloaded/twitter-{name}-A.tsv") for name in SEMEVAL_SETS},
-    "phrasebank": RawFile(*PHRASEBANK, "Sentences_50Agree.txt"),
-    "huffpost": RawFile(*HUFFPOST, "data/huffpost.json"),
-    "huffpost_verbalizers": RawFile(*HUFFPOST, "configs/hard_verbalizers.yaml"),
+SEMEVAL_SHA256 = {
+    "2013dev": "e402ab2e9bad766275ef5af490e2c3b0edca8236d60e6e69227589186bffd896",
+    "2013test": "eb98d2342016eefda22dd563aa1ccde18aed399eeba572d8c963bbc56c196164",
+    "2013train": "111969d156c516b40bd504fcedcca52bbd44ec24add6f59290eb94df9b9c392c",
+    "2014sarcasm": "8321459374f88fc32b0b93da76c8740e7a3f30256886dbe9fcebb04b0ae8906f",
+    "2014test": "d6aa09ca41031e3deefb7e5b2f74f53260ab374f993e2275d8e4ccec6b210253",
+    "2015test": "54b3481924c025d31ac9669c049603b91035b40e8becd6629fb9476a6d9a62f4",
+    "2015train": "29780e613f562a511fa427196503c3f95fea6c0298470e157deab88a0e0ed65e",
+    "2016dev": "47bda81cb91db2bf92222a5f20742b5e3edc14eb391e74b882b284e5afd0c8bb",
+    "2016devtest": "c16686ebaa3b61770f4d4d2a60d051715146950faa93e039bb0aefb3523c3b38",
+    "2016test": "c90ee3e9cca3c4b019cc45169190c0bcc1c9e2eda938527e31d12040798dc453",
+    "2016train": "f49f65cf5e94b47d077ab7715d3d0a656c09b5c71608678a672d7378ef79c932",
 }
-"""Every file the build reads. sha256 ``None``: not yet verified (see the module docstring)."""
+"""sha256 of each SemEval set's file (``twitter-<set>-A.tsv``)."""
+
+RAW_FILES: dict[str, RawFile] = {
+    "tweeteval_val_text": RawFile(*TWEETEVAL, "datasets/sentiment/val_text.txt",
+                                  "e5b021e6fc45064c260b09814b803d8f56cada519c4d952d72f43d48a350a964"),
+    "tweeteval_val_labels": RawFile(*TWEETEVAL, "datasets/sentiment/val_labels.txt",
+                                    "b4566926c72e2e4e2916c864def94e76c4cdde52446af2c7ba4fc2006e057e51"),
+    "tweeteval_test_text": RawFile(*TWEETEVAL, "datasets/sentiment/test_text.txt",
+                                   "09a93a55c63fd93f97485ef7302889d7edb4091cd49733aa37da094f0bfa0675"),
+    "tweeteval_mapping": RawFile(*TWEETEVAL, "datasets/sentiment/mapping.txt",
+                                 "c0572796fbe261d8ea5fd16c5061076fbba49bc69fc865d6abccaf60daacee24"),
+    **{f"semeval_{name}": RawFile(*SEMEVAL, f"dataset/Subtask_A/downloaded/twitter-{name}-A.tsv", SEMEVAL_SHA256[name])
+       for name in SEMEVAL_SETS},
+    "phrasebank": RawFile(*PHRASEBANK, "Sentences_50Agree.txt",
+                          "62bfa1a67f7b476a7e67fda3213d8d7f6890f5aaccdbc747c7555b94fc6cd171"),
+    "huffpost": RawFile(*HUFFPOST, "data/huffpost.json",
+                        "2485569669dd7ec5bf1e2f7468568a1d019faeb9941205bc9fb7edae93c488d6"),
+    "huffpost_verbalizers": RawFile(*HUFFPOST, "configs/hard_verbalizers.yaml",
+                                    "82273dca88d002e28d0b39fd1fe5841968534e6ee0de2925faade469a9909dd0"),
+}
+"""Every file the build reads, with its sha256: a download that does not match is an error and is not kept."""
 
 HUFFPOST_CATEGORIES = (
     "POLITICS", "WELLNESS", "ENTERTAINMENT", "TRAVEL", "STYLE & BEAUTY", "PARENTING", "HEALTHY LIVING",
