@@ -55,39 +55,40 @@ SEMEVAL_SETS = ("2013train", "2013dev", "2013test", "2014test", "2014sarcasm", "
                 "2016train", "2016dev", "2016devtest", "2016test")
 """The SemEval-2017 Task 4A message-polarity sets pooled into TweetEval's train."""
 
-SEMEVAL_SHA256 = {
-    "2013dev": "e402ab2e9bad766275ef5af490e2c3b0edca8236d60e6e69227589186bffd896",
-    "2013test": "eb98d2342016eefda22dd563aa1ccde18aed399eeba572d8c963bbc56c196164",
-    "2013train": "111969d156c516b40bd504fcedcca52bbd44ec24add6f59290eb94df9b9c392c",
-    "2014sarcasm": "8321459374f88fc32b0b93da76c8740e7a3f30256886dbe9fcebb04b0ae8906f",
-    "2014test": "d6aa09ca41031e3deefb7e5b2f74f53260ab374f993e2275d8e4ccec6b210253",
-    "2015test": "54b3481924c025d31ac9669c049603b91035b40e8becd6629fb9476a6d9a62f4",
-    "2015train": "29780e613f562a511fa427196503c3f95fea6c0298470e157deab88a0e0ed65e",
-    "2016dev": "47bda81cb91db2bf92222a5f20742b5e3edc14eb391e74b882b284e5afd0c8bb",
-    "2016devtest": "c16686ebaa3b61770f4d4d2a60d051715146950faa93e039bb0aefb3523c3b38",
-    "2016test": "c90ee3e9cca3c4b019cc45169190c0bcc1c9e2eda938527e31d12040798dc453",
-    "2016train": "f49f65cf5e94b47d077ab7715d3d0a656c09b5c71608678a672d7378ef79c932",
+SHA256 = {
+    "tweeteval_val_text": "e5b021e6fc45064c260b09814b803d8f56cada519c4d952d72f43d48a350a964",
+    "tweeteval_val_labels": "b4566926c72e2e4e2916c864def94e76c4cdde52446af2c7ba4fc2006e057e51",
+    "tweeteval_test_text": "09a93a55c63fd93f97485ef7302889d7edb4091cd49733aa37da094f0bfa0675",
+    "tweeteval_mapping": "c0572796fbe261d8ea5fd16c5061076fbba49bc69fc865d6abccaf60daacee24",
+    "semeval_2013train": "111969d156c516b40bd504fcedcca52bbd44ec24add6f59290eb94df9b9c392c",
+    "semeval_2013dev": "e402ab2e9bad766275ef5af490e2c3b0edca8236d60e6e69227589186bffd896",
+    "semeval_2013test": "eb98d2342016eefda22dd563aa1ccde18aed399eeba572d8c963bbc56c196164",
+    "semeval_2014test": "d6aa09ca41031e3deefb7e5b2f74f53260ab374f993e2275d8e4ccec6b210253",
+    "semeval_2014sarcasm": "8321459374f88fc32b0b93da76c8740e7a3f30256886dbe9fcebb04b0ae8906f",
+    "semeval_2015train": "29780e613f562a511fa427196503c3f95fea6c0298470e157deab88a0e0ed65e",
+    "semeval_2015test": "54b3481924c025d31ac9669c049603b91035b40e8becd6629fb9476a6d9a62f4",
+    "semeval_2016train": "f49f65cf5e94b47d077ab7715d3d0a656c09b5c71608678a672d7378ef79c932",
+    "semeval_2016dev": "47bda81cb91db2bf92222a5f20742b5e3edc14eb391e74b882b284e5afd0c8bb",
+    "semeval_2016devtest": "c16686ebaa3b61770f4d4d2a60d051715146950faa93e039bb0aefb3523c3b38",
+    "semeval_2016test": "c90ee3e9cca3c4b019cc45169190c0bcc1c9e2eda938527e31d12040798dc453",
+    "phrasebank": "62bfa1a67f7b476a7e67fda3213d8d7f6890f5aaccdbc747c7555b94fc6cd171",
+    "huffpost": "2485569669dd7ec5bf1e2f7468568a1d019faeb9941205bc9fb7edae93c488d6",
+    "huffpost_verbalizers": "82273dca88d002e28d0b39fd1fe5841968534e6ee0de2925faade469a9909dd0",
 }
-"""sha256 of each SemEval set's file (``twitter-<set>-A.tsv``)."""
+"""sha256 of each raw file (the git blob at its pinned commit, which is what a raw download returns)."""
 
-RAW_FILES: dict[str, RawFile] = {
-    "tweeteval_val_text": RawFile(*TWEETEVAL, "datasets/sentiment/val_text.txt",
-                                  "e5b021e6fc45064c260b09814b803d8f56cada519c4d952d72f43d48a350a964"),
-    "tweeteval_val_labels": RawFile(*TWEETEVAL, "datasets/sentiment/val_labels.txt",
-                                    "b4566926c72e2e4e2916c864def94e76c4cdde52446af2c7ba4fc2006e057e51"),
-    "tweeteval_test_text": RawFile(*TWEETEVAL, "datasets/sentiment/test_text.txt",
-                                   "09a93a55c63fd93f97485ef7302889d7edb4091cd49733aa37da094f0bfa0675"),
-    "tweeteval_mapping": RawFile(*TWEETEVAL, "datasets/sentiment/mapping.txt",
-                                 "c0572796fbe261d8ea5fd16c5061076fbba49bc69fc865d6abccaf60daacee24"),
-    **{f"semeval_{name}": RawFile(*SEMEVAL, f"dataset/Subtask_A/downloaded/twitter-{name}-A.tsv", SEMEVAL_SHA256[name])
-       for name in SEMEVAL_SETS},
-    "phrasebank": RawFile(*PHRASEBANK, "Sentences_50Agree.txt",
-                          "62bfa1a67f7b476a7e67fda3213d8d7f6890f5aaccdbc747c7555b94fc6cd171"),
-    "huffpost": RawFile(*HUFFPOST, "data/huffpost.json",
-                        "2485569669dd7ec5bf1e2f7468568a1d019faeb9941205bc9fb7edae93c488d6"),
-    "huffpost_verbalizers": RawFile(*HUFFPOST, "configs/hard_verbalizers.yaml",
-                                    "82273dca88d002e28d0b39fd1fe5841968534e6ee0de2925faade469a9909dd0"),
+_LOCATIONS = {
+    "tweeteval_val_text": (*TWEETEVAL, "datasets/sentiment/val_text.txt"),
+    "tweeteval_val_labels": (*TWEETEVAL, "datasets/sentiment/val_labels.txt"),
+    "tweeteval_test_text": (*TWEETEVAL, "datasets/sentiment/test_text.txt"),
+    "tweeteval_mapping": (*TWEETEVAL, "datasets/sentiment/mapping.txt"),
+    **{f"semeval_{name}": (*SEMEVAL, f"dataset/Subtask_A/downloaded/twitter-{name}-A.tsv") for name in SEMEVAL_SETS},
+    "phrasebank": (*PHRASEBANK, "Sentences_50Agree.txt"),
+    "huffpost": (*HUFFPOST, "data/huffpost.json"),
+    "huffpost_verbalizers": (*HUFFPOST, "configs/hard_verbalizers.yaml"),
 }
+
+RAW_FILES: dict[str, RawFile] = {key: RawFile(*location, SHA256[key]) for key, location in _LOCATIONS.items()}
 """Every file the build reads, with its sha256: a download that does not match is an error and is not kept."""
 
 HUFFPOST_CATEGORIES = (
