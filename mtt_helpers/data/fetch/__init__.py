@@ -22,18 +22,12 @@ it all; its steps:
 **Honesty note.** The download step has never reached GitHub: this project's machines cannot reach
 the internet. It is tested end to end against a local HTTP server serving small fixture files in
 each source's raw format (``tests/fixtures/fetch_data``), on which the build step is unit-tested too.
-Known or possible differences from the folder CI uses:
-
-* Row membership of the random splits cannot be checked without the raw files. FPB's split sizes
-  (2,900/483/1,450 before the cross filter) follow from the rounding used here; for HuffPost this
-  rounding gives 8,486/1,212/2,424 rows, the CI copy has 8,486/1,213/2,423.
-* Row order: splits come out in scikit-learn's shuffled order, TweetEval train in source-file order.
-* HuffPost's detokeniser is reconstructed from the data card and from the CI copy's text. Run on
-  the CI copy's 9,699 train/dev headlines it changes one (``just imagine - tony wagner``: the
-  original kept that dash spaced, this rule joins ``word - word``). Run on the CI copy's TweetEval
-  dev set, the tweet rules change nothing; on its train set they change 35 tweets, all with
-  doubly escaped HTML (``&amp;amp;``), which one unescape (the data card's rule) leaves behind.
-* A text whose dedup key is empty (only emoji or punctuation) is de-duplicated on its full text.
+The folder of public datasets CI uses is what this build step writes from the real raw files of the
+pinned commits (its data card says so and gives the row counts); the checksums above are those
+files' git blobs, which is what a raw download returns. Two properties of the output worth knowing:
+random splits come out in scikit-learn's shuffled order and TweetEval's train rows in source-file
+order, and a text whose dedup key is empty (only emoji or punctuation) is de-duplicated on its full
+text.
 """
 
 from mtt_helpers.data.fetch.build import build_datasets
