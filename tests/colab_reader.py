@@ -101,6 +101,8 @@ class Kernel:
     """The environment's interpreter."""
     kernels_dir: Path
     """Temporary Jupyter kernels folder holding its kernelspec."""
+    project: str
+    """The project's import name, ``mtt_helpers``."""
     installed: str
     """What was installed into it, for messages: ``project[extras] + ipykernel``."""
 
@@ -137,18 +139,26 @@ class ColabEnvironments:
         self._run([*pip, "--upgrade", "pip"])
         if self.torch:
             self._run([*pip, self.torch])
-        named = ",".join((*extras, *self.stand_ins))
-        project = self.wheel.name.split("-")[0] + (f"[{named}]" if named else "")
-        self._run([*pip, "-c", str(self.constraints), f"{project} @ {self.wheel.as_uri()}", "ipykernel"])
+        named, project = ",".join((*extras, *self.stand_ins)), self.wheel.name.split("-")[0]
+        requirement = project + (f"[{named}]" if named else "")
+        self._run([*pip, "-c", str(self.constraints), f"{requirement} @ {self.wheel.as_uri()}", "ipykernel"])
         prefix = self.root / "jupyter"
         self._run([str(python), "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", name])
-        return Kernel(name, python, prefix / "share" / "jupyter" / "kernels", f"{project} + ipykernel")
+        return Kernel(name, python, prefix / "share" / "jupyter" / "kernels", project, f"{requirement} + ipykernel")
 
     @staticmethod
     def _run(command: list[str]) -> None:
         result = subprocess.run(command, capture_output=True, text=True, env=clean_environment())
         if result.returncode != 0:
             raise RuntimeError(f"`{' '.join(command)}` failed ({result.returncode}):\n{result.stderr[-3000:]}")
+
+
+def missing_module_hint(message: str, project: str) -> str:
+    """Why ``No module named 'x'`` happened: a module the project lacks, or a package no extra installed."""
+    missing = re.search(r"No module named '([^'.]+)", message)
+    if missing and missing[1] == project:
+        return f" ({project} has no such module)"
+    return " (its first cell must install the extra that brings it)"
 
 
 def run_notebook(path: Path, kernel: Kernel, timeout: int, unset: tuple[str, ...] = ()) -> nbformat.NotebookNode:
@@ -167,7 +177,7 @@ def run_notebook(path: Path, kernel: Kernel, timeout: int, unset: tuple[str, ...
     except CellExecutionError as error:
         index, source = next(((i, cell.source) for i, cell in enumerate(notebook.cells, start=1)
                               if any(output.get("output_type") == "error" for output in cell.get("outputs", []))), (0, ""))
-        hint = " (its first cell must install the extra that brings it)" if error.ename == "ModuleNotFoundError" else ""
+        hint = missing_module_hint(error.evalue, kernel.project) if error.ename == "ModuleNotFoundError" else ""
         raise NotebookFailed(f"{path.name}, cell {index} ({source.strip().splitlines()[0] if source.strip() else '?'}), "
                              f"failed with only {kernel.installed} installed: {error.ename}: {error.evalue}{hint}") from None
     return notebook

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from colab_reader import (ColabEnvironments, NotebookFailed, build_wheel, install_cell_extras, project_extras,
-                          run_notebook, setup_torch_spec)
+from colab_reader import (ColabEnvironments, NotebookFailed, build_wheel, install_cell_extras, missing_module_hint,
+                          project_extras, run_notebook, setup_torch_spec)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,3 +92,8 @@ def test_no_extras_means_the_base_package_and_torch_comes_from_the_setup_script(
     notebook = write_notebook(tmp_path / "base.ipynb", install_cell(""))
     assert install_cell_extras(notebook, set()) == ()
     assert setup_torch_spec(ROOT / "conda_env_setup.sh").startswith("torch==")
+
+
+def test_a_missing_module_of_the_project_itself_is_not_blamed_on_the_extras():
+    assert missing_module_hint("No module named 'mtt_helpers.utils'", "mtt_helpers") == " (mtt_helpers has no such module)"
+    assert "must install the extra" in missing_module_hint("No module named 'setfit'", "mtt_helpers")
