@@ -4,11 +4,13 @@
 #   bash conda_env_setup.sh          set up only
 #   bash conda_env_setup.sh run      set up, then execute every notebook in place (fresh outputs)
 #   bash conda_env_setup.sh test     set up, then run all tests (unit tests + notebooks via nbval)
+#   bash conda_env_setup.sh freeze   set up, then rewrite constraints.txt from that environment
 #
 # With conda or mamba on PATH it creates/updates the conda env `multitask_transformer`
 # from environment.yml; otherwise it creates ./.venv with python3 -m venv and pip.
 # Either way torch==2.13.0 is installed first (an unpinned torch pulls a multi-GB CUDA
-# build). A second run finds its stamp and installs nothing.
+# build), and every pip install reads constraints.txt (the versions the tests ran with).
+# A second run finds its stamp and installs nothing.
 #
 # Settings (environment variables):
 #   MTT_ENV_NAME          conda env name (default multitask_transformer)
@@ -19,15 +21,16 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 ACTION="${1:-setup}"
 shift || true
-case "$ACTION" in setup|run|test) ;; *)
-  echo "usage: bash conda_env_setup.sh [setup|run|test] [extra pytest args]" >&2; exit 2 ;;
+case "$ACTION" in setup|run|test|freeze) ;; *)
+  echo "usage: bash conda_env_setup.sh [setup|run|test|freeze] [extra pytest args]" >&2; exit 2 ;;
 esac
 
 ENV_NAME="${MTT_ENV_NAME:-multitask_transformer}"
 TORCH_SPEC="torch==2.13.0"
-EXTRAS=".[notebooks,test,offline-model,serve]"
+EXTRAS=".[notebooks,test,offline-model]"
+CONSTRAINTS=(-c constraints.txt)
 # What the installed environment was built from: when these files change, reinstall.
-WANT_STAMP="$(cat environment.yml pyproject.toml conda_env_setup.sh | sha256sum | cut -c1-16)"
+WANT_STAMP="$(cat environment.yml pyproject.toml constraints.txt conda_env_setup.sh | sha256sum | cut -c1-16)"
 
 if command -v mamba >/dev/null 2>&1; then CONDA=mamba
 elif command -v conda >/dev/null 2>&1; then CONDA=conda
@@ -59,9 +62,9 @@ fi
 if [ "$(cat "$STAMP_FILE" 2>/dev/null)" != "$WANT_STAMP" ]; then
   echo "==> installing $TORCH_SPEC first (CPU build where no GPU index is given)"
   "${PY[@]}" -m pip install --upgrade pip
-  "${PY[@]}" -m pip install "$TORCH_SPEC" ${MTT_TORCH_INDEX_URL:+--extra-index-url "$MTT_TORCH_INDEX_URL"}
-  echo "==> installing mtt_helpers (editable) with notebook and test extras"
-  "${PY[@]}" -m pip install "$TORCH_SPEC" -e "$EXTRAS"
+  "${PY[@]}" -m pip install "${CONSTRAINTS[@]}" "$TORCH_SPEC" ${MTT_TORCH_INDEX_URL:+--extra-index-url "$MTT_TORCH_INDEX_URL"}
+  echo "==> installing mtt_helpers (editable) with notebook and test extras, at the versions in constraints.txt"
+  "${PY[@]}" -m pip install "${CONSTRAINTS[@]}" "$TORCH_SPEC" -e "$EXTRAS"
   echo "==> registering the Jupyter kernel '$ENV_NAME'"
   "${PY[@]}" -m ipykernel install --user --name "$ENV_NAME" --display-name "Python ($ENV_NAME)"
   echo "$WANT_STAMP" > "$STAMP_FILE"
@@ -100,5 +103,9 @@ PY
   test)
     echo "==> running tests"
     "${PY[@]}" -m pytest "$@"
+    ;;
+  freeze)
+    echo "==> writing constraints.txt from $KIND"
+    "${PY[@]}" .ci/freeze_constraints.py
     ;;
 esac

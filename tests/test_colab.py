@@ -8,6 +8,7 @@ import nbformat
 import pytest
 
 import mtt_helpers.model.encoder as encoder_module
+from colab_reader import install_cell_extras, project_extras
 from mtt_helpers import HUB_MODEL_ID
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +39,14 @@ def test_first_cells_clone_the_readme_repo_once_and_print_versions(path):
     for name in ("torch.__version__", "sentence_transformers.__version__", "mtt_helpers.__version__",
                  "torch.cuda.is_available()"):
         assert name in versions.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_cells_install_known_extras_at_the_tested_versions(path):
+    colab = next(cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code").source
+    install = [line.strip() for line in colab.splitlines() if "%pip install" in line]
+    assert len(install) == 1 and install[0].startswith("%pip install -q -c {REPO_DIR}/constraints.txt -e "), install
+    install_cell_extras(path, project_extras(ROOT / "pyproject.toml"))  # raises on an extra pyproject.toml lacks
 
 
 def test_encoder_comes_from_the_hub_without_the_offline_package(monkeypatch):

@@ -25,16 +25,17 @@ exit 0
 """
 
 
-def run_setup(project: Path, env: dict) -> subprocess.CompletedProcess:
+def run_setup(project: Path, env: dict, *action: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", "conda_env_setup.sh"], cwd=project, env=env, capture_output=True, text=True, timeout=120
+        ["bash", "conda_env_setup.sh", *action], cwd=project, env=env, capture_output=True, text=True, timeout=120
     )
 
 
-def test_conda_branch_with_fake_conda(tmp_path):
+def fake_conda_project(tmp_path: Path) -> tuple[Path, dict, Path]:
+    """A copy of the setup files and a fake ``conda`` first on PATH: (project, environment, the conda call log)."""
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("conda_env_setup.sh", "environment.yml", "pyproject.toml"):
+    for name in ("conda_env_setup.sh", "environment.yml", "pyproject.toml", "constraints.txt"):
         shutil.copy(ROOT / name, project / name)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -47,13 +48,18 @@ def test_conda_branch_with_fake_conda(tmp_path):
         "FAKE_CONDA_STATE": str(tmp_path / "created"),
         "HOME": str(tmp_path),
     }
+    return project, env, log
+
+
+def test_conda_branch_with_fake_conda(tmp_path):
+    project, env, log = fake_conda_project(tmp_path)
 
     first = run_setup(project, env)
     assert first.returncode == 0, first.stderr
     calls = log.read_text().splitlines()
     create = calls.index("conda env create -n multitask_transformer -f environment.yml")
-    torch_install = next(i for i, c in enumerate(calls) if c.endswith("-m pip install torch==2.13.0"))
-    package_install = next(i for i, c in enumerate(calls) if "pip install torch==2.13.0 -e" in c)
+    torch_install = next(i for i, c in enumerate(calls) if c.endswith("-m pip install -c constraints.txt torch==2.13.0"))
+    package_install = next(i for i, c in enumerate(calls) if "pip install -c constraints.txt torch==2.13.0 -e" in c)
     assert create < torch_install < package_install
     assert any("ipykernel install --user --name multitask_transformer" in c for c in calls)
     assert not (project / ".venv").exists()
@@ -71,6 +77,26 @@ def test_conda_branch_with_fake_conda(tmp_path):
     third = run_setup(project, env)
     assert third.returncode == 0, third.stderr
     assert "conda env update -n multitask_transformer -f environment.yml" in log.read_text()
+
+    (project / "constraints.txt").write_text((project / "constraints.txt").read_text() + "# changed\n")
+    log.write_text("")
+    fourth = run_setup(project, env)
+    assert fourth.returncode == 0, fourth.stderr
+    assert "pip install -c constraints.txt torch==2.13.0 -e" in log.read_text(), "a new constraints.txt reinstalls"
+
+
+def test_freeze_sets_up_then_writes_constraints_in_that_environment(tmp_path):
+    project, env, log = fake_conda_project(tmp_path)
+    result = run_setup(project, env, "freeze")
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert calls[-1] == "conda run --no-capture-output -n multitask_transformer python .ci/freeze_constraints.py"
+    assert any("pip install -c constraints.txt" in c for c in calls[:-1])
+
+
+def test_environment_yml_pip_section_reads_the_constraints():
+    pip_lines = (ROOT / "environment.yml").read_text().split("  - pip:\n", 1)[1].splitlines()
+    assert pip_lines[0].split("#")[0].strip() == "- -c constraints.txt"
 
 
 def test_setup_rejects_unknown_action():

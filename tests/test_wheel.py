@@ -12,21 +12,15 @@ import sys
 import zipfile
 from pathlib import Path
 
+from colab_reader import build_wheel, copy_project_sources
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_ships_the_bundled_csv_and_load_bundled_works_outside_the_repo(tmp_path):
-    source = tmp_path / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "mtt_helpers", source / "mtt_helpers", ignore=shutil.ignore_patterns("__pycache__"))
-    wheels = tmp_path / "wheels"
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    # --no-build-isolation: build with the setuptools already installed, no download needed.
-    subprocess.run([*pip, "wheel", str(source), "-w", str(wheels), "--no-deps", "--no-build-isolation", "-q"],
-                   check=True, cwd=tmp_path)
-    (wheel,) = wheels.glob("mtt_helpers-*.whl")
+    source = copy_project_sources(ROOT, tmp_path / "source")
+    wheel = build_wheel(source, tmp_path / "wheels")
+    assert wheel.name.startswith("mtt_helpers-")
     names = zipfile.ZipFile(wheel).namelist()
     assert "mtt_helpers/data_files/multitask_sentences.csv" in names
     modules = {str(path.relative_to(ROOT).as_posix()) for path in (ROOT / "mtt_helpers").rglob("*.py")}
@@ -35,6 +29,7 @@ def test_wheel_ships_the_bundled_csv_and_load_bundled_works_outside_the_repo(tmp
     assert "mtt = mtt_helpers.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     subprocess.run([*pip, "install", str(wheel), "--target", str(target), "--no-deps", "-q"], check=True, cwd=tmp_path)
     shutil.rmtree(source)  # nothing may still point at the sources
     script = (
