@@ -170,7 +170,7 @@ def run_notebook(path: Path, kernel: Kernel, timeout: int, env: dict[str, str] |
     notebook = nbformat.read(path, as_version=4)
     manager = KernelManager(kernel_name=kernel.name, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel.kernels_dir)]))
     client = NotebookClient(notebook, km=manager, timeout=timeout, resources={"metadata": {"path": str(path.parent)}})
-    env = {**clean_environment(), **(env or {})}
+    env = clean_environment(**(env or {}))
     env["PATH"] = f"{kernel.python.parent}{os.pathsep}{env.get('PATH', '')}"
     try:
         client.execute(env=env)
