@@ -1,10 +1,12 @@
-"""Shared pieces of the subcommands: clear errors and argument checks (standard library only)."""
+"""Shared pieces of the subcommands: clear errors, argument checks and output checks (standard library only)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 
 def fail(message: str) -> None:
@@ -37,3 +39,33 @@ def int_at_least(minimum: int, maximum: int | None = None, why: str = "") -> Cal
 
     parse.__name__ = "integer"  # argparse names the type in some messages
     return parse
+
+
+def check_writable_parent(target: Path, shown: str) -> None:
+    """Refuses, before any work, an output whose folder cannot be made or written in: the nearest
+    existing ancestor must be a writable folder (outputs are written beside their place, then renamed).
+
+    Args:
+        target: The output file or folder.
+        shown: How the message names it, e.g. ``"--report notes/run.md"``.
+    """
+    parent = Path(os.path.abspath(target.expanduser())).parent
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        fail(f"{shown}: {existing} is a file, so the folder {parent} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"{shown}: the folder {existing} is not writable")
+
+
+def check_writable_file(path: str, flag: str) -> Path:
+    """Refuses, before any work, an output file that cannot be written: a folder, a read-only file,
+    or a place whose folder cannot be made or written in. Returns the path, ``~`` expanded."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        fail(f"{flag} {path} is a directory; name the file to write")
+    if target.exists() and not os.access(target, os.W_OK):
+        fail(f"{flag} {path} is read-only")
+    check_writable_parent(target, f"{flag} {path}")
+    return target

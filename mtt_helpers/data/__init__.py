@@ -4,7 +4,7 @@
   **and** a sentiment, with a fixed train/dev/test split; shipped inside the package.
 * ``load_external(name, split)`` and ``load_task_data(split)`` (:mod:`~mtt_helpers.data.external`): the
   public datasets from ``MTT_DATA_DIR``, or the bundled set when they are not configured.
-* ``multitask_frame(...)``, ``stratified_sample``, ``class_counts`` (:mod:`~mtt_helpers.data.frames`).
+* ``multitask_frame(...)``, ``stratified_sample``, ``validation_split``, ``class_counts`` (:mod:`~mtt_helpers.data.frames`).
 * ``TASK_LABELS``, ``IGNORE_INDEX``, ``encode_labels`` (:mod:`~mtt_helpers.data.labels`).
 * Augmentation (:mod:`~mtt_helpers.data.augment`) and the rebuild of the public datasets
   (:mod:`mtt_helpers.data.fetch`).
@@ -24,12 +24,12 @@ from mtt_helpers.data.external import (
     load_external,
     load_task_data,
 )
-from mtt_helpers.data.frames import class_counts, multitask_frame, stratified_sample
+from mtt_helpers.data.frames import class_counts, multitask_frame, stratified_sample, validation_split
 from mtt_helpers.data.labels import IGNORE_INDEX, TASK_LABELS, check_labels, encode_labels, infer_task
 
 __all__ = [
     "BUNDLED_CSV", "DATA_DIR_ENV", "IGNORE_INDEX", "NEGATIONS", "SENTIMENT_DATASET", "SPLITS", "TASK_LABELS",
     "TOPIC_DATASET", "NeighbourWords", "TaskData", "augment_frame", "check_labels", "class_counts", "data_dir",
     "drop_empty_texts", "encode_labels", "infer_task", "load_bundled", "load_external", "load_task_data",
-    "multitask_frame", "random_edit", "read_required_csv", "read_text_csv", "stratified_sample",
+    "multitask_frame", "random_edit", "read_required_csv", "read_text_csv", "stratified_sample", "validation_split",
 ]
