@@ -63,7 +63,9 @@ class MultiTaskConfig:
     """Dropout between the head's two layers, active only in training mode."""
 
     max_seq_length: int | None = None
-    """Truncate inputs to this many tokens; ``None`` keeps the encoder's own limit (256)."""
+    """Truncate inputs to this many tokens (1 to the encoder's position limit, 512 for MiniLM);
+    ``None`` keeps the encoder's own (256). ``train`` sets it to the length a model was trained at,
+    so a saved, exported or served model runs at that length."""
 
     def __post_init__(self) -> None:
         problems = config_problems(self)

@@ -90,17 +90,19 @@ def write_atomically(target: str | os.PathLike, write: Callable[[Path], None], i
     temporary = _sibling(target, "tmp")
     if is_dir:
         os.mkdir(temporary, 0o777)  # the umask applies, unlike with mkdtemp's 0o700
-        (temporary / WRITER_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     else:
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
+        if is_dir:
+            (temporary / WRITER_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
         write(temporary)
         if is_dir:
             write_manifest(temporary, kind, skip=[WRITER_MARKER])
             (temporary / WRITER_MARKER).unlink()
         apply_ordinary_permissions(temporary)
-        if is_dir and target.exists():
+        if is_dir:
             check_replaceable(target, kind, sources)  # the folder may have changed while we wrote
+        if is_dir and target.exists():
             _swap_in_directory(temporary, target)
         else:
             os.replace(temporary, target)

@@ -14,7 +14,6 @@ from mtt_helpers import MultiTaskSentenceTransformer
 from mtt_helpers.cli import main
 from mtt_helpers.cli import predict as predict_cli
 from mtt_helpers.data import load_bundled
-from mtt_helpers.training import read_training_args
 
 
 def cli(*args, cwd=None):
@@ -165,6 +164,8 @@ def test_train_cli_learns_picks_on_validation_scores_dev_as_served_and_saves_its
     assert "picked on a validation slice carved from the training rows (6 topic + 3 sentiment, seed 0)" in report
     assert "dev was scored once, on the kept epoch, with the saved model reloaded (128 tokens, fp32)" in report
     # The settings travel with the model: its token limit, and how it was trained.
+    from mtt_helpers.training import read_training_args
+
     assert json.loads((out / "config.json").read_text())["max_seq_length"] == 128
     assert model.encoder.max_seq_length == 128
     settings, record = read_training_args(out)

@@ -4,9 +4,11 @@ The fixtures in ``tests/fixtures/fetch_data`` are tiny files in each source's ra
 as the download step stores them (``owner__name/path``).
 """
 
+import dataclasses
 import hashlib
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -181,10 +183,42 @@ def test_bad_raw_files_give_errors_naming_file_and_line(tmp_path):
         build_datasets(raw, SMALL)
 
 
-def test_every_raw_file_is_pinned_to_a_commit_of_the_data_card_repositories():
+DATA_CARD_COMMITS = {
+    "cardiffnlp/tweeteval": "4fbd22cd78421f05b1ecdb4fc5725bc7a7bd8f66",
+    "cbaziotis/datastories-semeval2017-task4": "faeee5fd1c2cf38e32179a4676dff53ae01adfa8",
+    "pkatwate/finBERT": "5ca56265657fe3fc2fd6c3576aa3933f61b7a5bc",
+    "ws-jiang/MetaPrompter_public": "dea17d573a5eb4f31b3366ba1fe88b1beb865c50",
+}
+"""The commit the data card names for each source repository, copied from it."""
+
+
+def test_download_fetches_the_data_cards_pinned_urls_into_the_folder_the_build_reads(built, tmp_path):
+    """Every request is a raw.githubusercontent.com URL at the data card's commit, and what it stores
+    is what the build reads: built from the downloads, the datasets equal those built from the fixtures."""
+    requested = []
+
+    def urlopen(url, timeout):
+        match = re.fullmatch(r"https://raw\.githubusercontent\.com/([^/]+)/([^/]+)/([0-9a-f]{40})/(.+)", url)
+        assert match, url
+        owner, name, commit, path = match.groups()
+        assert commit == DATA_CARD_COMMITS[f"{owner}/{name}"], url
+        requested.append(url)
+        return FakeResponse((FIXTURES / f"{owner}__{name}" / path).read_bytes())
+
+    unchecked = [dataclasses.replace(raw, sha256=None) for raw in fetch_data.RAW_FILES.values()]
+    with pytest.warns(UserWarning, match="not verified"):
+        download(tmp_path, unchecked, urlopen=urlopen)
+    assert len(requested) == len(set(requested)) == len(fetch_data.RAW_FILES) == 18
+    assert ("https://raw.githubusercontent.com/cardiffnlp/tweeteval/4fbd22cd78421f05b1ecdb4fc5725bc7a7bd8f66/"
+            "datasets/sentiment/val_text.txt") in requested
+    rebuilt = build_datasets(tmp_path, SMALL)
+    for name, splits in built.items():
+        for split, frame in splits.items():
+            assert rebuilt[name][split].equals(frame), (name, split)
+
+
+def test_recorded_checksums_are_sha256_digests():
     for raw in fetch_data.RAW_FILES.values():
-        assert raw.url == f"https://raw.githubusercontent.com/{raw.repo}/{raw.commit}/{raw.path}"
-        assert len(raw.commit) == 40 and int(raw.commit, 16) >= 0
         assert raw.sha256 is None or len(raw.sha256) == 64
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from mtt_helpers import MultiTaskConfig, MultiTaskSentenceTransformer, set_seed
-from mtt_helpers.training import TrainConfig, read_training_args, recipe_config
+from mtt_helpers.training import TrainConfig, recipe_config
 
 TEXTS = ["The striker scored twice in the derby.", "Shares fell 4% after the earnings call."]
 
@@ -60,12 +60,14 @@ def test_max_seq_length_is_checked_against_the_encoder_when_it_loads(encoder):
     with pytest.raises(ValueError, match="from 1 to 512"):
         MultiTaskSentenceTransformer(encoder, MultiTaskConfig(max_seq_length=513))
     model = MultiTaskSentenceTransformer(encoder, MultiTaskConfig(max_seq_length=512))
-    assert model.encoder.max_seq_length == 512
-    model.set_max_seq_length(256)  # the shared encoder's own value again
-    assert model.config.max_seq_length == 256
+    assert model.encoder.max_seq_length == model.config.max_seq_length == 512
+    with pytest.raises(ValueError, match="got 0"):
+        model.set_max_seq_length(0)
 
 
 def test_training_args_are_saved_and_read_back(shared_model, tmp_path):
+    from mtt_helpers.training import read_training_args
+
     config = recipe_config(epochs=3, seed=7, task_weights={"topic": 2.0}, tasks=["topic", "sentiment"])
     data = {"datasets": {"topic": "news"}, "rows": {"train": {"topic": 40}}, "seed": 7}
     shared_model.save(tmp_path / "model", include_encoder=False, training_args=config, training_data=data)

@@ -1,4 +1,4 @@
-"""Shared pieces of the subcommands: clear errors, argument checks and output checks (standard library only)."""
+"""Shared pieces of the subcommands: clear errors, argument checks and output checks (no heavy library)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from mtt_helpers.manifest import KIND_NAMES, check_replaceable
 
 
 def fail(message: str) -> None:
@@ -69,3 +71,23 @@ def check_writable_file(path: str, flag: str) -> Path:
         fail(f"{flag} {path} is read-only")
     check_writable_parent(target, f"{flag} {path}")
     return target
+
+
+def check_output_folder(target: Path, shown: str, kind: str, sources: list[Path], overwrite: bool) -> None:
+    """Refuses, before any work, an output folder that exists without ``--overwrite``, may not be
+    replaced (:func:`mtt_helpers.manifest.check_replaceable`), or cannot be written.
+
+    Args:
+        target: The folder to write.
+        shown: How messages name it, e.g. ``"--out my_model"``.
+        kind: Its manifest kind.
+        sources: Folders the command reads from.
+        overwrite: ``--overwrite`` was given.
+    """
+    if (target.exists() or target.is_symlink()) and not overwrite:
+        fail(f"{shown} already exists; pass --overwrite to replace {KIND_NAMES[kind]} written earlier")
+    try:
+        check_replaceable(target, kind, sources)
+    except (ValueError, FileExistsError) as error:
+        fail(f"{shown}: {error}")
+    check_writable_parent(target, shown)

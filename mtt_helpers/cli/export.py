@@ -17,9 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from mtt_helpers.cli.common import check_writable_parent, fail
+from mtt_helpers.cli.common import check_output_folder, fail
 from mtt_helpers.config import CONFIG_FILE, HEADS_FILE
-from mtt_helpers.manifest import ONNX_KIND, check_replaceable
+from mtt_helpers.manifest import ONNX_KIND
 from mtt_helpers.onnx.layout import INT8_FILE, ONNX_FILE
 
 
@@ -55,13 +55,7 @@ def run(args: argparse.Namespace) -> None:
     if missing:
         fail(f"{args.model_dir} is not a saved model (no {' or '.join(missing)}); "
              "write one with MultiTaskSentenceTransformer.save or mtt train")
-    if (out_dir.exists() or out_dir.is_symlink()) and not args.overwrite:
-        fail(f"{args.out_dir} already exists; pass --overwrite to replace an earlier ONNX export")
-    try:
-        check_replaceable(out_dir, ONNX_KIND, sources=[model_dir])
-    except (ValueError, FileExistsError) as error:
-        fail(f"OUT_DIR: {error}")
-    check_writable_parent(out_dir, f"OUT_DIR {args.out_dir}")
+    check_output_folder(out_dir, f"OUT_DIR {args.out_dir}", ONNX_KIND, [model_dir], args.overwrite)
     if args.opset < 14:
         fail(f"--opset must be at least 14 (scaled dot-product attention), got {args.opset}")
     try:

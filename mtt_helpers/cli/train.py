@@ -24,9 +24,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from mtt_helpers.cli.common import check_writable_file, check_writable_parent, fail, int_at_least
+from mtt_helpers.cli.common import check_output_folder, check_writable_file, fail, int_at_least
 from mtt_helpers.config import SENTIMENT_LABELS, TOPIC_LABELS
-from mtt_helpers.manifest import MODEL_KIND, check_replaceable
+from mtt_helpers.manifest import MODEL_KIND
 
 VALIDATION_SHARE, VALIDATION_CAP = 0.05, 1000
 """Default validation slice of each task: 5% of its training rows, at most 1,000 (at least one per class)."""
@@ -62,13 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def check_outputs(args: argparse.Namespace, out: Path, data_dir: Path) -> None:
     """Refuses, before any data is read, an ``--out`` or ``--report`` that could not be written."""
-    if (out.exists() or out.is_symlink()) and not args.overwrite:
-        fail(f"{args.out} already exists; pass --overwrite to replace an earlier saved model")
-    try:
-        check_replaceable(out, MODEL_KIND, sources=[data_dir])
-    except (ValueError, FileExistsError) as error:
-        fail(f"--out: {error}")
-    check_writable_parent(out, f"--out {args.out}")
+    check_output_folder(out, f"--out {args.out}", MODEL_KIND, [data_dir], args.overwrite)
     if args.report:
         report = check_writable_file(args.report, "--report").resolve()
         if report == out.resolve() or out.resolve() in report.parents:
@@ -101,7 +95,7 @@ def run(args: argparse.Namespace) -> None:
     dev_frame = multitask_frame(topic=frames["topic", "dev"], sentiment=frames["sentiment", "dev"])
     print(f"training on {len(train_parts['topic'])} topic + {len(train_parts['sentiment'])} sentiment examples; "
           f"picking the epoch on {len(validation_parts['topic'])} + {len(validation_parts['sentiment'])} "
-          "validation rows carved from them", file=sys.stderr)
+          "validation rows held out of the training data", file=sys.stderr)
 
     set_seed(args.seed)
     model = MultiTaskSentenceTransformer()
