@@ -132,7 +132,8 @@ def config_problems(config: MultiTaskConfig) -> list[str]:
         ("max_seq_length", config.max_seq_length is None
          or (_is_int(config.max_seq_length) and config.max_seq_length >= 1), "a positive integer or null"),
     ]
-    return problems + [f"{key} must be {allowed}, got {getattr(config, key)!r}" for key, ok, allowed in checks if not ok]
+    return problems + [f"{key} must be {allowed}, got {getattr(config, key)!r}"
+                       for key, ok, allowed in checks if not ok]
 
 
 def _metadata_problems(metadata: dict[str, Any]) -> list[str]:

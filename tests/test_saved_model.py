@@ -89,3 +89,16 @@ def test_train_config_from_dict_checks_every_value():
         TrainConfig.from_dict({"epochs": 0})
     with pytest.raises(ValueError, match="Invalid TrainConfig"):
         TrainConfig.from_dict({"epochs": "2"})
+
+
+@pytest.mark.parametrize("key, value", [("max_seq_length", 2000), ("hidden_dim", "abc")])
+def test_the_command_line_reports_a_bad_config_value_in_one_line(saved, tmp_path, capsys, key, value):
+    from mtt_helpers.cli import main
+
+    copy = edited_copy(saved, tmp_path, **{key: value})
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(copy), str(tmp_path / "in.csv")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ")
+    assert f"{copy / 'config.json'}" in err and key in err and repr(value) in err

@@ -45,9 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-per-task", type=per_class, default=None,
                         help="seeded stratified sample of at most this many training rows per task (default: all rows)")
     parser.add_argument("--validation-size", type=per_class, default=None,
-                        help="rows per task carved from its training rows (seeded, stratified) to pick the epoch on "
-                             f"(default: {VALIDATION_SHARE * 100:.0f}%% of them, at most {VALIDATION_CAP:,}, at least one per "
-                             "class); dev is scored once, on the kept epoch")
+                        help="rows per task carved from its training rows (seeded, stratified) to pick the epoch "
+                             f"on (default: {VALIDATION_SHARE * 100:.0f}%% of them, at most {VALIDATION_CAP:,}, at "
+                             "least one per class); dev is scored once, on the kept epoch")
     parser.add_argument("--layers", type=layers_argument, default="all",
                         help="top encoder layers to fine-tune, or 'all' for the whole encoder (default all)")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",

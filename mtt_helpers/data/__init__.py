@@ -4,7 +4,8 @@
   **and** a sentiment, with a fixed train/dev/test split; shipped inside the package.
 * ``load_external(name, split)`` and ``load_task_data(split)`` (:mod:`~mtt_helpers.data.external`): the
   public datasets from ``MTT_DATA_DIR``, or the bundled set when they are not configured.
-* ``multitask_frame(...)``, ``stratified_sample``, ``validation_split``, ``class_counts`` (:mod:`~mtt_helpers.data.frames`).
+* ``multitask_frame(...)``, ``stratified_sample``, ``validation_split``, ``class_counts``
+  (:mod:`~mtt_helpers.data.frames`).
 * ``TASK_LABELS``, ``IGNORE_INDEX``, ``encode_labels`` (:mod:`~mtt_helpers.data.labels`).
 * Augmentation (:mod:`~mtt_helpers.data.augment`) and the rebuild of the public datasets
   (:mod:`mtt_helpers.data.fetch`).

@@ -1,4 +1,5 @@
-"""Tables for training: class counts, seeded stratified samples, validation slices, and single-task datasets stacked into one.
+"""Tables for training: class counts, seeded stratified samples, validation slices, and single-task
+datasets stacked into one.
 
 ``multitask_frame(...)`` stacks single-task datasets into one table with a column per task, where a
 missing label is ``None`` (``IGNORE_INDEX`` once encoded, skipped by the loss).

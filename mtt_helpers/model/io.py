@@ -50,7 +50,8 @@ def save_model(model: MultiTaskSentenceTransformer, directory: Path, include_enc
 
 
 def training_record(training_args: Any, training_data: Mapping[str, Any] | None) -> str | None:
-    """``training_args.json``'s text: ``{"train_config": {...}, "data": {...}}``; ``None`` when there is nothing to save.
+    """``training_args.json``'s text, ``{"train_config": {...}, "data": {...}}``; ``None`` when there is
+    nothing to save.
 
     Raises:
         ValueError: ``training_args`` is not a dataclass instance, or either part is not JSON-ready.
@@ -58,7 +59,8 @@ def training_record(training_args: Any, training_data: Mapping[str, Any] | None)
     if training_args is None and training_data is None:
         return None
     if training_args is not None and (not dataclasses.is_dataclass(training_args) or isinstance(training_args, type)):
-        raise ValueError(f"training_args must be a TrainConfig (a dataclass instance), got {type(training_args).__name__}.")
+        raise ValueError("training_args must be a TrainConfig (a dataclass instance), "
+                         f"got {type(training_args).__name__}.")
     record = {"train_config": dataclasses.asdict(training_args) if training_args is not None else None,
               "data": dict(training_data or {})}
     try:

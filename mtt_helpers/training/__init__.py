@@ -35,7 +35,7 @@ __all__ = [
     "EmbeddingCache", "SelfTrainingConfig", "TrainConfig", "TrainResult", "batch_indices", "cached_embeddings",
     "cached_hidden_states", "clear_caches", "contrastive_tune", "dev_score", "embed_from_layer", "evaluate",
     "gradient_cosine", "length_grouped_order", "make_batch_embedder", "optimizer_step", "padded_token_ratio",
-    "padding_counts", "predict_labels", "pseudo_labels", "read_training_args", "recipe_config", "self_train", "set_trainable",
-    "task_logits", "task_losses", "task_metrics", "text_key", "train", "train_sequential", "truncated_to",
+    "padding_counts", "predict_labels", "pseudo_labels", "read_training_args", "recipe_config", "self_train",
+    "set_trainable", "task_logits", "task_losses", "task_metrics", "text_key", "train", "train_sequential", "truncated_to",
     "weights_key",
 ]

@@ -1,4 +1,5 @@
-"""What :func:`~mtt_helpers.training.train` checks before any work: tasks, texts, labels, the held-out set and the token limit."""
+"""What :func:`~mtt_helpers.training.train` checks before any work: tasks, texts, labels, the held-out
+set and the token limit."""
 
 from __future__ import annotations
 

@@ -21,8 +21,9 @@ class TrainConfig:
 
     The schedule defaults are the recipe of the whole-encoder probe (all training data: encoder
     lr 5e-5, head lr 1e-3, batch 32, 2 epochs, linear warmup and decay, clipping 1.0, 128 tokens,
-    bf16 autocast), which reached dev topic macro-F1 0.773 and sentiment macro-recall 0.732. :func:`recipe_config` gives that whole configuration; the
-    default ``trainable_encoder_layers`` stays 0 (frozen) so that head-only uses stay cheap.
+    bf16 autocast), which reached dev topic macro-F1 0.773 and sentiment macro-recall 0.732.
+    :func:`recipe_config` gives that whole configuration; the default ``trainable_encoder_layers``
+    stays 0 (frozen) so that head-only uses stay cheap.
     """
 
     tasks: list[str] | None = None
