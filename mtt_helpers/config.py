@@ -3,7 +3,9 @@
 * ``MultiTaskConfig``: the labels of each task and the head sizes, read and written as
   ``config.json`` by :meth:`MultiTaskConfig.from_json` / :meth:`MultiTaskConfig.to_json`,
   the one place that checks that file (for the torch model and the ONNX predictor alike).
-* ``is_saved_model``: recognises a directory written by ``MultiTaskSentenceTransformer.save``.
+* ``is_saved_model``: recognises a directory holding a saved model's files.
+* ``config_problems``: every out-of-range or wrongly typed value, checked whenever a config is
+  built or read (the encoder's own token limit is checked when the encoder loads).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ HEADS_FILE = "heads.safetensors"
 
 ENCODER_DIR = "encoder"
 """The sub-folder holding a saved torch model's own encoder (``save(include_encoder=True)``)."""
+
+TRAINING_ARGS_FILE = "training_args.json"
+"""How a saved model was trained (``save(..., training_args=...)``): the training settings and the data used."""
 
 METADATA_KEYS = ("encoder_saved", "encoder_sha256")
 """Keys ``config.json`` may hold besides the config fields: facts about the saved files."""
@@ -58,16 +63,14 @@ class MultiTaskConfig:
     """Dropout between the head's two layers, active only in training mode."""
 
     max_seq_length: int | None = None
-    """Truncate inputs to this many tokens; ``None`` keeps the encoder's own limit (256)."""
+    """Truncate inputs to this many tokens (1 to the encoder's position limit, 512 for MiniLM);
+    ``None`` keeps the encoder's own (256). ``train`` sets it to the length a model was trained at,
+    so a saved, exported or served model runs at that length."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.tasks, dict) or not self.tasks:
-            raise ValueError(f"A multi-task model needs at least one task, got tasks={self.tasks!r}.")
-        for name, labels in self.tasks.items():
-            if not isinstance(labels, list) or len(labels) < 2:
-                raise ValueError(f"Task {name!r} needs a list of at least two labels, got {labels!r}.")
-            if len(set(labels)) != len(labels):
-                raise ValueError(f"Task {name!r} has duplicate labels: {labels!r}.")
+        problems = config_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems) + ".")
 
     @property
     def task_names(self) -> list[str]:
@@ -93,6 +96,56 @@ class MultiTaskConfig:
             json.dump({**asdict(self), **metadata}, f, indent=2)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _label_problems(name: Any, labels: Any) -> list[str]:
+    if not isinstance(name, str) or not name.strip():
+        return [f"task names must be non-empty strings, got {name!r}"]
+    if not isinstance(labels, list) or len(labels) < 2:
+        return [f"task {name!r} needs a list of at least two labels, got {labels!r}"]
+    if not all(isinstance(label, str) and label.strip() for label in labels):
+        return [f"task {name!r}: labels must be non-empty strings, got {labels!r}"]
+    if len(set(labels)) != len(labels):
+        return [f"task {name!r} has duplicate labels: {labels!r}"]
+    return []
+
+
+def config_problems(config: MultiTaskConfig) -> list[str]:
+    """Every value of ``config`` of the wrong type or out of range, each naming its key and value.
+
+    The upper limit of ``max_seq_length`` is the encoder's, checked when the encoder is loaded
+    (``MultiTaskSentenceTransformer``, ``OnnxPredictor``).
+    """
+    if not isinstance(config.tasks, dict) or not config.tasks:
+        return [f"A multi-task model needs at least one task, got tasks={config.tasks!r}"]
+    problems = [problem for name, labels in config.tasks.items() for problem in _label_problems(name, labels)]
+    checks = [
+        ("encoder", config.encoder is None or (isinstance(config.encoder, str) and bool(config.encoder.strip())),
+         "a hub id or path, or null"),
+        ("embedding_dim", config.embedding_dim is None or (_is_int(config.embedding_dim) and config.embedding_dim >= 1),
+         "a positive integer or null"),
+        ("hidden_dim", _is_int(config.hidden_dim) and config.hidden_dim >= 1, "a positive integer"),
+        ("dropout", isinstance(config.dropout, (int, float)) and not isinstance(config.dropout, bool)
+         and 0 <= config.dropout < 1, "a number in [0, 1)"),
+        ("max_seq_length", config.max_seq_length is None
+         or (_is_int(config.max_seq_length) and config.max_seq_length >= 1), "a positive integer or null"),
+    ]
+    return problems + [f"{key} must be {allowed}, got {getattr(config, key)!r}"
+                       for key, ok, allowed in checks if not ok]
+
+
+def _metadata_problems(metadata: dict[str, Any]) -> list[str]:
+    problems = []
+    if not isinstance(metadata.get("encoder_saved", False), bool):
+        problems.append(f"encoder_saved must be true or false, got {metadata['encoder_saved']!r}")
+    digest = metadata.get("encoder_sha256")
+    if digest is not None and not (isinstance(digest, str) and len(digest) == 64):
+        problems.append(f"encoder_sha256 must be 64 hex digits, got {digest!r}")
+    return problems
+
+
 def read_config(path: str | os.PathLike) -> tuple[MultiTaskConfig, dict[str, Any]]:
     """Reads ``config.json``: the config and the metadata saved beside it.
 
@@ -116,13 +169,17 @@ def read_config(path: str | os.PathLike) -> tuple[MultiTaskConfig, dict[str, Any
         if unknown:
             raise ValueError(f"unknown key(s) {unknown}")
         metadata = {key: raw[key] for key in METADATA_KEYS if key in raw}
+        problems = _metadata_problems(metadata)
+        if problems:
+            raise ValueError("; ".join(problems))
         return MultiTaskConfig(**{key: value for key, value in raw.items() if key in known}), metadata
     except (ValueError, TypeError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
         raise ValueError(f"Unreadable model config {str(path)!r}: {error}") from error
 
 
 def is_saved_model(directory: str | os.PathLike) -> bool:
-    """True when ``directory`` holds a model written by ``MultiTaskSentenceTransformer.save``
-    (``config.json`` and ``heads.safetensors``): the only kind of directory our tools replace."""
+    """True when ``directory`` holds ``config.json`` and ``heads.safetensors``, as a saved torch model
+    does (an ONNX export writes its own ``config.json`` and must never write into one). Whether a
+    folder may be *replaced* is decided by ``mtt_helpers.manifest.check_replaceable`` alone."""
     directory = Path(directory)
     return (directory / CONFIG_FILE).is_file() and (directory / HEADS_FILE).is_file()

@@ -27,6 +27,19 @@ def encoder():
     return load_encoder(device="cpu")
 
 
+@pytest.fixture(autouse=True)
+def encoder_token_limit_restored(request):
+    """A trained model keeps its run's token limit on its encoder; a test that trains a model built on
+    the session's shared encoder must not hand that limit to the tests after it."""
+    if "encoder" not in request.fixturenames:
+        yield
+        return
+    shared = request.getfixturevalue("encoder")
+    own = shared.max_seq_length
+    yield
+    shared.max_seq_length = own
+
+
 @pytest.fixture()
 def model(encoder):
     return seeded_model(encoder)

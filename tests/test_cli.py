@@ -1,13 +1,13 @@
 """The command-line tools: round trips, help, and clear failures that write nothing."""
 
+import json
 import os
+import re
 import stat
 import subprocess
 import sys
 
 import pandas as pd
-import re
-
 import pytest
 
 from mtt_helpers import MultiTaskSentenceTransformer
@@ -108,23 +108,71 @@ def write_dataset(folder, name, frame, column):
         part.to_csv(folder / name / f"{split}.csv", index=False)
 
 
-def test_train_cli_writes_a_loadable_model(tmp_path):
+TOPIC_TEXTS = {
+    "sports": ["The striker scored a late goal in the football match.", "The tennis champion won the final set.",
+               "The team won the basketball game last night."],
+    "health": ["The doctor prescribed antibiotics for the infection.", "Hospital nurses treated patients with the flu.",
+               "A new vaccine lowers the risk of heart disease."],
+    "tech": ["The new smartphone has a faster processor.", "Engineers released a software update for the laptop.",
+             "The startup built an app using artificial intelligence."],
+    "finance": ["The stock market fell after the bank raised interest rates.", "Investors sold shares as inflation rose.",
+                "The company reported quarterly earnings and profit."],
+    "education": ["Students took their final exams at the university.", "The teacher graded homework for the school class.",
+                  "The college offers new courses for undergraduates."],
+    "other": ["The chef cooked pasta with tomato sauce.", "We went hiking in the mountains on vacation.",
+              "The singer released a new album of songs."],
+}
+SENTIMENT_TEXTS = {
+    "negative": ["I hate this, it is awful and terrible.", "This is the worst day ever, I am so angry.",
+                 "What a horrible, disappointing experience."],
+    "neutral": ["The meeting is scheduled for Tuesday at noon.", "The report has twelve pages.",
+                "The bus arrives at the station at nine."],
+    "positive": ["I love this, it is wonderful and amazing!", "Best day ever, I am so happy!",
+                 "What a fantastic, delightful experience!"],
+}
+"""A tiny set a trained head separates perfectly and an untrained or mislabelled one cannot."""
+
+
+def write_separable(folder, name, texts):
+    (folder / name).mkdir(parents=True)
+    rows = [(text, label) for label, group in texts.items() for text in group]
+    pd.DataFrame(rows * 4, columns=["text", "label"]).to_csv(folder / name / "train.csv", index=False)
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(folder / name / "dev.csv", index=False)
+    return rows
+
+
+def test_train_cli_learns_picks_on_validation_scores_dev_as_served_and_saves_its_settings(tmp_path):
     data = tmp_path / "data"
-    bundled = load_bundled()
-    bundled = pd.concat([bundled[bundled["split"] == "train"].iloc[::14], bundled[bundled["split"] == "dev"].iloc[::6]])
-    write_dataset(data, "news", bundled, "topic")
-    write_dataset(data, "tweets", bundled, "sentiment")
+    topic_rows = write_separable(data, "news", TOPIC_TEXTS)
+    sentiment_rows = write_separable(data, "tweets", SENTIMENT_TEXTS)
     out = tmp_path / "model"
     result = cli("train", "--data-dir", str(data), "--out", str(out), "--topic-dataset", "news",
-                 "--sentiment-dataset", "tweets", "--layers", "1", "--epochs", "1",
+                 "--sentiment-dataset", "tweets", "--layers", "0", "--epochs", "40", "--seed", "0",
                  "--report", str(tmp_path / "run.md"))
     assert result.returncode == 0, result.stderr
-    report = (tmp_path / "run.md").read_text()
-    dev_f1 = float(re.search(r"dev topic: accuracy [0-9.]+, macro_f1 ([0-9.]+)", result.stdout)[1])
-    assert "--layers 1 --epochs 1" in report and f"| {dev_f1:.3f} |" in report  # the run's own figures
-    assert "dev topic: accuracy" in result.stdout and "dev sentiment: accuracy" in result.stdout
     model = MultiTaskSentenceTransformer.load(out)
-    assert set(model.predict(["A goal in the last minute."])["text_class"]) <= set(model.config.tasks["topic"])
+    # The heads learned: every dev text gets its own label (an untrained head or swapped names would not).
+    predicted = model.predict([text for text, _ in topic_rows + sentiment_rows])
+    assert predicted["text_class"].tolist()[:len(topic_rows)] == [label for _, label in topic_rows]
+    assert predicted["sentiment"].tolist()[len(topic_rows):] == [label for _, label in sentiment_rows]
+    # The epoch was picked on the validation slice; dev was scored once, on the saved model.
+    assert "validation_score" in result.stderr and "dev_score" not in result.stderr
+    dev_f1 = float(re.search(r"dev topic: accuracy [0-9.]+, macro_f1 ([0-9.]+)", result.stdout)[1])
+    assert dev_f1 == 1.0
+    report = (tmp_path / "run.md").read_text()
+    assert "--layers 0 --epochs 40" in report and f"| {dev_f1:.3f} |" in report  # the run's own figures
+    assert "picked on a validation slice carved from the training rows (6 topic + 3 sentiment, seed 0)" in report
+    assert "dev was scored once, on the kept epoch, with the saved model reloaded (128 tokens, fp32)" in report
+    # The settings travel with the model: its token limit, and how it was trained.
+    from mtt_helpers.training import read_training_args
+
+    assert json.loads((out / "config.json").read_text())["max_seq_length"] == 128
+    assert model.encoder.max_seq_length == 128
+    settings, record = read_training_args(out)
+    assert (settings.trainable_encoder_layers, settings.epochs, settings.max_seq_length) == (0, 40, 128)
+    assert record["datasets"] == {"topic": "news", "sentiment": "tweets"}
+    assert record["rows"] == {"train": {"topic": 66, "sentiment": 33}, "validation": {"topic": 6, "sentiment": 3},
+                              "dev": {"topic": 18, "sentiment": 9}}
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, out / "heads.safetensors", out / "encoder" / "model.safetensors"]}
     assert modes == {"model": 0o755, "heads.safetensors": 0o644, "model.safetensors": 0o644}  # not 0700/0600
     again = cli("train", "--data-dir", str(data), "--out", str(out), "--topic-dataset", "news",
@@ -217,6 +265,7 @@ def test_predict_output_has_ordinary_permissions(saved_model, tmp_path, capsys):
         ("--layers", "-1", "--layers: must be an integer >= 0, got -1"),
         ("--layers", "most", "--layers: expected 'all' or an integer >= 0, got 'most'"),
         ("--layers", "10", "--layers 10: the encoder has 6 layers"),
+        ("--validation-size", "2", "--validation-size: must be an integer >= 6 (one row per class at least), got 2"),
     ],
 )
 def test_train_checks_numbers_before_reading_data(tmp_path, capsys, flag, value, message):
@@ -230,10 +279,61 @@ def test_train_overwrite_replaces_only_a_saved_model(tmp_path, capsys, saved_mod
     data = tmp_path / "data"
     write_dataset(data, "news", load_bundled(), "topic")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    for out in (data, data / "news" / "..", data / "news", data / "news" / "train.csv"):
+    for out, message in [(data, "lie inside one"), (data / "news" / "..", "lie inside one"),
+                         (data / "news", "lie inside one"), (data / "news" / "train.csv", "lie inside one"),
+                         (tmp_path, "lie inside one")]:
         code, err = run_main(["train", "--data-dir", data, "--out", out, "--overwrite"], capsys)
-        assert code == 2 and "replaces only a saved model directory" in err, out
+        assert code == 2 and message in err, out
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
-    # A saved model that contains the data directory is refused too.
-    code, err = run_main(["train", "--data-dir", saved_model, "--out", saved_model, "--overwrite"], capsys)
-    assert code == 2 and "would replace the data directory" in err
+    # A folder that merely looks like a saved model (config.json + heads.safetensors) is not replaced.
+    (tmp_path / "looks").mkdir()
+    for name in ("config.json", "heads.safetensors", "results.csv"):
+        (tmp_path / "looks" / name).write_text("the user's")
+    code, err = run_main(["train", "--data-dir", data, "--out", tmp_path / "looks", "--overwrite"], capsys)
+    assert code == 2 and "no manifest.json of mtt_helpers" in err and "results.csv" in err
+    # Nor is a saved model the user put a file into, nor one reached through a link.
+    (saved_model / "notes.md").write_text("the user's")
+    try:
+        code, err = run_main(["train", "--data-dir", data, "--out", saved_model, "--overwrite"], capsys)
+        assert code == 2 and "notes.md" in err
+    finally:
+        (saved_model / "notes.md").unlink()
+    (tmp_path / "link").symlink_to(saved_model)
+    code, err = run_main(["train", "--data-dir", data, "--out", tmp_path / "link", "--overwrite"], capsys)
+    assert code == 2 and "symbolic link" in err
+
+
+@pytest.mark.parametrize("flag", ["--report", "--out"])
+def test_train_refuses_an_unwritable_output_before_reading_data(tmp_path, capsys, flag):
+    (tmp_path / "data").mkdir()  # holds no dataset: reading it would fail with another message
+    (tmp_path / "a_file").write_text("x")
+    args = {"--out": tmp_path / "m", "--report": None, flag: tmp_path / "a_file" / "inside"}
+    argv = ["train", "--data-dir", tmp_path / "data"] + [x for f, v in args.items() if v is not None for x in (f, v)]
+    code, err = run_main(argv, capsys)
+    assert code == 2 and "a_file is a file, so the folder" in err
+    (tmp_path / "a_dir").mkdir()
+    if flag == "--report":
+        code, err = run_main(["train", "--data-dir", tmp_path / "data", "--out", tmp_path / "m", "--report",
+                              tmp_path / "a_dir"], capsys)
+        assert code == 2 and "is a directory" in err
+        code, err = run_main(["train", "--data-dir", tmp_path / "data", "--out", tmp_path / "m", "--report",
+                              tmp_path / "m" / "run.md"], capsys)
+        assert code == 2 and "lies inside --out" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_predict_refuses_an_unwritable_output_before_loading_anything(tmp_path, capsys):
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    (tmp_path / "a_file").write_text("x")
+    code, err = run_main(["predict", tmp_path / "nope", tmp_path / "in.csv", "-o", tmp_path / "a_file" / "out.csv"],
+                         capsys)
+    assert code == 2 and "a_file is a file, so the folder" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_predict_refuses_a_read_only_folder(tmp_path, capsys):
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    (tmp_path / "locked").mkdir(mode=0o555)
+    code, err = run_main(["predict", tmp_path / "nope", tmp_path / "in.csv", "-o", tmp_path / "locked" / "o.csv"],
+                         capsys)
+    assert code == 2 and "is not writable" in err

@@ -19,6 +19,7 @@ from mtt_helpers.data import (
     multitask_frame,
     read_text_csv,
     stratified_sample,
+    validation_split,
 )
 from mtt_helpers import quiet
 from mtt_helpers.predictions import InputWarning
@@ -202,6 +203,29 @@ def test_stratified_sample_with_a_single_row_class():
     sample = stratified_sample(frame, 50)
     assert len(sample) == 50
     assert sample["label"].value_counts().to_dict() == {"a": 30, "b": 20}  # c's share, 0.5, rounds away
+
+
+def test_validation_split_is_seeded_stratified_disjoint_and_complete():
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(200)], "label": ["a"] * 120 + ["b"] * 60 + ["c"] * 20},
+                         index=range(1000, 1200))
+    train, validation = validation_split(frame, 20, seed=5)
+    assert validation["label"].value_counts().to_dict() == {"a": 12, "b": 6, "c": 2}
+    assert len(train) == 180 and not set(train.index) & set(validation.index)
+    assert sorted([*train.index, *validation.index]) == list(frame.index)  # every row, once, with its index
+    assert train.index.is_monotonic_increasing and validation.index.is_monotonic_increasing
+    again, other_seed = validation_split(frame, 20, seed=5)[1], validation_split(frame, 20, seed=6)[1]
+    assert again.equals(validation) and not other_seed.equals(validation)
+    _, share = validation_split(frame, 0.05, seed=0)  # a share: 5% of 200
+    assert len(share) == 10 and set(share["label"]) == {"a", "b", "c"}
+    assert len(validation_split(frame.iloc[:130], 0.01)[1]) == 2  # 1.3 rows, but one per class (a, b)
+
+
+@pytest.mark.parametrize("size, message", [(2, "one row per class"), (200, "leave training rows"),
+                                           (1.5, r"share must be in \(0, 1\)"), (0.0, r"share must be in")])
+def test_validation_split_refuses_sizes_it_cannot_honour(size, message):
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(200)], "label": ["a", "b", "c", "d"] * 50})
+    with pytest.raises(ValueError, match=message):
+        validation_split(frame, size)
 
 
 def test_multitask_frame_marks_missing_labels():

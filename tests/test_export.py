@@ -183,17 +183,59 @@ def test_export_refuses_an_unsupported_pooling(encoder, tmp_path):
 
 
 def test_export_refuses_a_saved_torch_model_directory(encoder, tmp_path):
-    """The export's config.json (no encoder_saved) would replace the model's own and break load()."""
+    """The export would replace the saved model (and its config.json, which load() needs)."""
     model = MultiTaskSentenceTransformer(encoder)
     model.save(tmp_path, include_encoder=False)
     config_before = (tmp_path / "config.json").read_text()
-    with pytest.raises(ValueError, match="holds a saved torch model"):
+    with pytest.raises(FileExistsError, match="holds a saved model, not an ONNX export"):
         export_onnx(model, tmp_path)
-    with pytest.raises(ValueError, match="holds a saved torch model"):
+    with pytest.raises(FileExistsError, match="holds a saved model, not an ONNX export"):
         export_onnx(model, tmp_path / "model.onnx")
     assert (tmp_path / "config.json").read_text() == config_before
     assert not (tmp_path / ONNX_FILE).exists()
     MultiTaskSentenceTransformer.load(tmp_path)
+
+
+def test_export_writes_a_manifest_and_replaces_only_its_own_folder(shared_model, onnx_export, tmp_path):
+    listed = json.loads((onnx_export / "manifest.json").read_text())
+    assert listed["kind"] == "onnx" and {ONNX_FILE, "config.json", "tokenizer.json"} <= set(listed["files"])
+    assert INT8_FILE not in listed["files"]  # quantize_int8 wrote it afterwards
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        export_onnx(shared_model, tmp_path / ONNX_FILE)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("graph", [ONNX_FILE, INT8_FILE])
+def test_predictor_refuses_labels_edited_in_config_json(onnx_export, tmp_path, graph):
+    directory = tmp_path / "copy"
+    shutil.copytree(onnx_export, directory)
+    config = json.loads((directory / "config.json").read_text())
+    config["tasks"]["topic"] = config["tasks"]["topic"][::-1]  # same count: the graph still fits
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"names other labels than .*{graph}.*task 'topic'"):
+        OnnxPredictor(directory, onnx_file=graph)
+
+
+def test_export_keeps_the_models_token_limit(encoder, tmp_path):
+    """A model trained at 128 tokens is exported and run at 128, not the encoder's default 256."""
+    import copy
+
+    model = MultiTaskSentenceTransformer(copy.deepcopy(encoder))
+    model.set_max_seq_length(128)
+    model.save(tmp_path / "model", include_encoder=False)
+    reloaded = MultiTaskSentenceTransformer.load(tmp_path / "model", device="cpu")
+    assert reloaded.encoder.max_seq_length == 128
+    export_onnx(reloaded, tmp_path / "onnx")
+    predictor = OnnxPredictor(tmp_path / "onnx")
+    assert json.loads((tmp_path / "onnx" / "config.json").read_text())["max_seq_length"] == 128
+    assert predictor.max_seq_length == 128
+    torch_logits = reloaded.predict_logits([LONG_TEXT])["topic"].numpy()
+    assert np.abs(predictor.predict_logits([LONG_TEXT])["topic"] - torch_logits).max() < 1e-4
+    (tmp_path / "onnx" / "config.json").write_text(json.dumps(
+        {**json.loads((tmp_path / "onnx" / "config.json").read_text()), "max_seq_length": 2000}))
+    with pytest.raises(ValueError, match="max_seq_length=2000 .* above the model's limit of 512 tokens"):
+        OnnxPredictor(tmp_path / "onnx")
 
 
 def test_quantize_refuses_to_copy_into_a_saved_torch_model_directory(exported, encoder, tmp_path):

@@ -1,5 +1,6 @@
 """``mtt export``: a self-contained ONNX directory, or a clear error and nothing written."""
 
+import json
 import os
 import stat
 import subprocess
@@ -68,12 +69,11 @@ def test_without_int8_only_the_fp32_graph_is_written(saved_model, tmp_path):
 
 def test_overwrite_replaces_an_earlier_export(saved_model, tmp_path):
     out = tmp_path / "onnx"
-    out.mkdir()
-    (out / "config.json").write_text("{}")
-    (out / ONNX_FILE).write_text("stale")
-    (out / "stale.txt").write_text("from the earlier export")
-    main([str(saved_model), str(out), "--overwrite"])
-    assert not (out / "stale.txt").exists() and (out / ONNX_FILE).stat().st_size > 1000
+    main([str(saved_model), str(out), "--int8"])
+    assert json.loads((out / "manifest.json").read_text())["kind"] == "onnx"
+    assert {ONNX_FILE, INT8_FILE, "config.json"} <= set(json.loads((out / "manifest.json").read_text())["files"])
+    main([str(saved_model), str(out), "--overwrite"])  # only fp32 this time: the int8 graph goes too
+    assert (out / ONNX_FILE).stat().st_size > 1000 and not (out / INT8_FILE).exists()
     assert siblings(out) == ["onnx"]
 
 
@@ -109,14 +109,46 @@ def test_an_existing_out_dir_is_refused_without_overwrite(saved_model, tmp_path,
     (out / "keep.txt").write_text("mine")
     err = run_failing([saved_model, out], capsys)
     assert "already exists" in err and "--overwrite" in err
-    # --overwrite replaces only an ONNX export: this directory is something else.
+    # --overwrite replaces only an earlier ONNX export: this directory is something else.
     err = run_failing([saved_model, out, "--overwrite"], capsys)
-    assert "only replaces an ONNX export" in err
+    assert "no manifest.json of mtt_helpers" in err and "keep.txt" in err
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and siblings(out) == ["out"]
+
+
+def test_overwrite_never_removes_what_an_export_did_not_write(saved_model, tmp_path, capsys):
+    """A folder that merely contains config.json and model.onnx, or an export the user added to, stays."""
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    for name in ("config.json", ONNX_FILE, "results.csv"):
+        (fake / name).write_text("the user's")
+    assert "no manifest.json" in run_failing([saved_model, fake, "--overwrite"], capsys)
+    out = tmp_path / "onnx"
+    main([str(saved_model), str(out)])
+    (out / "notes.md").write_text("the user's")
+    err = run_failing([saved_model, out, "--overwrite"], capsys)
+    assert "notes.md" in err and "1 item(s)" in err
+    assert (out / "notes.md").read_text() == "the user's" and (fake / "results.csv").read_text() == "the user's"
+
+
+def test_a_symlinked_out_dir_is_refused(saved_model, tmp_path, capsys):
+    main([str(saved_model), str(tmp_path / "real")])
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert "symbolic link" in run_failing([saved_model, tmp_path / "link", "--overwrite"], capsys)
+    assert (tmp_path / "real" / ONNX_FILE).is_file()
 
 
 def test_out_dir_equal_to_or_inside_model_dir_is_refused(saved_model, capsys):
     before = sorted(p.name for p in saved_model.iterdir())
-    assert "must differ from MODEL_DIR" in run_failing([saved_model, saved_model, "--overwrite"], capsys)
-    assert "inside MODEL_DIR" in run_failing([saved_model, saved_model / "onnx"], capsys)
+    assert "lie inside one" in run_failing([saved_model, saved_model, "--overwrite"], capsys)
+    assert "lie inside one" in run_failing([saved_model, saved_model / "onnx"], capsys)
     assert sorted(p.name for p in saved_model.iterdir()) == before
+
+
+def test_a_model_inside_out_dir_is_never_deleted(shared_model, saved_model, tmp_path, capsys):
+    """``mtt export OUT/model OUT --overwrite`` would delete the model it was asked to export."""
+    out = tmp_path / "onnx"
+    main([str(saved_model), str(out)])
+    shared_model.save(out / "model", include_encoder=False)  # the model now lies inside OUT
+    err = run_failing([out / "model", out, "--overwrite"], capsys)
+    assert "lie inside one" in err
+    assert MultiTaskSentenceTransformer.load(out / "model") is not None

@@ -180,8 +180,18 @@ def test_bad_raw_files_give_errors_naming_file_and_line(tmp_path):
         build_datasets(raw, SMALL)
 
 
-def test_every_raw_file_is_pinned_to_a_commit_and_a_checksum():
+DATA_CARD_COMMITS = {
+    "cardiffnlp/tweeteval": "4fbd22cd78421f05b1ecdb4fc5725bc7a7bd8f66",
+    "cbaziotis/datastories-semeval2017-task4": "faeee5fd1c2cf38e32179a4676dff53ae01adfa8",
+    "pkatwate/finBERT": "5ca56265657fe3fc2fd6c3576aa3933f61b7a5bc",
+    "ws-jiang/MetaPrompter_public": "dea17d573a5eb4f31b3366ba1fe88b1beb865c50",
+}
+"""The commit the data card names for each source repository, copied from it."""
+
+
+def test_every_raw_file_is_pinned_to_the_data_cards_commit_and_a_checksum():
     for raw in fetch_data.RAW_FILES.values():
+        assert raw.commit == DATA_CARD_COMMITS[raw.repo], raw.path
         assert raw.url == f"https://raw.githubusercontent.com/{raw.repo}/{raw.commit}/{raw.path}"
         assert raw.url_at("http://127.0.0.1:8000/") == f"http://127.0.0.1:8000/{raw.repo}/{raw.commit}/{raw.path}"
         assert re.fullmatch("[0-9a-f]{40}", raw.commit) and re.fullmatch("[0-9a-f]{64}", raw.sha256), raw.path

@@ -1,11 +1,24 @@
-"""Safe writes: whole outputs or nothing, ordinary permissions, and a directory swap that rolls back."""
+"""Safe writes: whole outputs or nothing, ordinary permissions, a directory swap that rolls back,
+and leftovers of killed writes removed on the next write (only ours)."""
 
+import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 
 import pytest
 
-from mtt_helpers.files import write_atomically
+from mtt_helpers.files import WRITER_MARKER, write_atomically
+from mtt_helpers.manifest import MANIFEST_FILE, read_manifest
+
+KIND = "model"
+
+
+def write_folder(target, write):
+    write_atomically(target, write, is_dir=True, kind=KIND)
 
 
 def mode(path):
@@ -28,38 +41,61 @@ def test_file_and_directory_get_ordinary_permissions(tmp_path, umask_022):
         (path / "sub" / "weights").write_bytes(b"x")
         os.chmod(path / "sub" / "weights", 0o600)  # as safetensors writes them
 
-    write_atomically(tmp_path / "model", write_dir, is_dir=True)
+    write_folder(tmp_path / "model", write_dir)
     assert mode(tmp_path / "model") == 0o755  # mkdtemp alone would give 0700
     assert mode(tmp_path / "model" / "sub") == 0o755
     assert mode(tmp_path / "model" / "sub" / "weights") == 0o644
 
 
 def test_replacing_a_directory_keeps_nothing_old_and_leaves_no_temporaries(tmp_path):
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "old.txt").write_text("old")
-    write_atomically(tmp_path / "model", lambda path: (path / "new.txt").write_text("new"), is_dir=True)
-    assert [p.name for p in (tmp_path / "model").iterdir()] == ["new.txt"]
+    write_folder(tmp_path / "model", lambda path: (path / "old.txt").write_text("old"))
+    assert read_manifest(tmp_path / "model")["files"] == ["old.txt"]
+    write_folder(tmp_path / "model", lambda path: (path / "new.txt").write_text("new"))
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [MANIFEST_FILE, "new.txt"]
+    assert read_manifest(tmp_path / "model") == {"written_by": "mtt_helpers", "kind": KIND, "files": ["new.txt"]}
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_folder_with_a_file_its_manifest_does_not_list_is_never_replaced(tmp_path):
+    write_folder(tmp_path / "model", lambda path: (path / "old.txt").write_text("old"))
+    (tmp_path / "model" / "mine.txt").write_text("the user's")
+    with pytest.raises(FileExistsError, match=r"1 item\(s\): mine.txt"):
+        write_folder(tmp_path / "model", lambda path: (path / "new.txt").write_text("new"))
+    assert (tmp_path / "model" / "mine.txt").read_text() == "the user's"
+    assert (tmp_path / "model" / "old.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_file_added_while_writing_is_not_lost(tmp_path):
+    """The rule is checked again just before the swap: the folder may change during a long write."""
+    write_folder(tmp_path / "model", lambda path: (path / "old.txt").write_text("old"))
+
+    def slow_write(path):
+        (path / "new.txt").write_text("new")
+        (tmp_path / "model" / "notes.txt").write_text("written meanwhile")
+
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        write_folder(tmp_path / "model", slow_write)
+    assert (tmp_path / "model" / "notes.txt").read_text() == "written meanwhile"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
 def test_a_failing_write_leaves_the_old_directory(tmp_path):
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "old.txt").write_text("old")
+    write_folder(tmp_path / "model", lambda path: (path / "old.txt").write_text("old"))
 
     def broken(path):
         (path / "half").write_text("...")
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        write_atomically(tmp_path / "model", broken, is_dir=True)
+        write_folder(tmp_path / "model", broken)
     assert (tmp_path / "model" / "old.txt").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
 def test_a_failing_rename_rolls_back_to_the_old_directory(tmp_path, monkeypatch):
     """Delete-then-rename would lose the old directory when the rename fails."""
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "old.txt").write_text("old")
+    write_folder(tmp_path / "model", lambda path: (path / "old.txt").write_text("old"))
 
     def failing(real):
         def rename(source, target, *args, **kwargs):
@@ -72,7 +108,70 @@ def test_a_failing_rename_rolls_back_to_the_old_directory(tmp_path, monkeypatch)
     monkeypatch.setattr(os, "rename", failing(os.rename))
     monkeypatch.setattr(os, "replace", failing(os.replace))
     with pytest.raises(OSError, match="rename failed"):
-        write_atomically(tmp_path / "model", lambda path: (path / "new.txt").write_text("new"), is_dir=True)
+        write_folder(tmp_path / "model", lambda path: (path / "new.txt").write_text("new"))
     monkeypatch.undo()
-    assert [p.name for p in (tmp_path / "model").iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [MANIFEST_FILE, "old.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+KILLED_WRITER = """
+import sys, time
+from mtt_helpers.files import write_atomically
+
+def write(path):
+    (path / "weights.bin").write_bytes(b"x" * 1000)
+    print("writing", flush=True)
+    time.sleep(600)
+
+write_atomically(sys.argv[1], write, is_dir=True, kind="model")
+"""
+
+
+def test_the_leftover_of_a_killed_write_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "model"
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "writing\n"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".model.tmp-")]
+    assert len(leftovers) == 1 and (leftovers[0] / "weights.bin").is_file()
+    write_folder(target, lambda path: (path / "new.txt").write_text("new"))
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def make_leftover(tmp_path, name, files=(), marker=None, manifest=None, age=0):
+    folder = tmp_path / name
+    folder.mkdir()
+    for file in files:
+        (folder / file).write_text("content")
+    if marker is not None:
+        (folder / WRITER_MARKER).write_text(json.dumps(marker))
+    if manifest is not None:
+        (folder / MANIFEST_FILE).write_text(json.dumps({"written_by": "mtt_helpers", "kind": KIND, "files": manifest}))
+    os.utime(folder, (time.time() - age, time.time() - age))
+    return folder
+
+
+def test_only_our_own_stale_leftovers_are_removed(tmp_path):
+    import socket
+
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    removed = [
+        make_leftover(tmp_path, ".model.tmp-0123abcd", ["w.bin"], marker={"pid": dead_pid, "host": host}),
+        make_leftover(tmp_path, ".model.old-89abcdef", ["w.bin"], manifest=["w.bin"]),  # a crash between renames
+        make_leftover(tmp_path, ".model.tmp-00000000", age=3600),  # empty for an hour
+    ]
+    kept = [
+        make_leftover(tmp_path, ".model.tmp-11111111", ["w.bin"], marker={"pid": os.getpid(), "host": host}),  # running
+        make_leftover(tmp_path, ".model.tmp-22222222", ["w.bin"], marker={"pid": dead_pid, "host": "elsewhere"}),
+        make_leftover(tmp_path, ".model.old-33333333", ["w.bin", "mine.txt"], manifest=["w.bin"]),  # a user's file
+        make_leftover(tmp_path, ".model.tmp-44444444", ["notes.txt"]),  # no marker, no manifest: not ours
+        make_leftover(tmp_path, ".model.tmp-55555555"),  # empty, but just made: a writer may be starting
+        make_leftover(tmp_path, ".model.tmp-0123abcdX", ["w.bin"], marker={"pid": dead_pid, "host": host}),  # not our name
+        make_leftover(tmp_path, ".other.tmp-0123abcd", ["w.bin"], marker={"pid": dead_pid, "host": host}),  # another target
+    ]
+    write_folder(tmp_path / "model", lambda path: (path / "new.txt").write_text("new"))
+    assert not any(folder.exists() for folder in removed)
+    assert all(folder.is_dir() for folder in kept)

@@ -46,15 +46,29 @@ VARIED = [
 
 
 def test_mlp_head_layers_and_shapes():
-    head = MLPHead(384, 192, 6)
+    head = MLPHead(384, 192, 6, dropout=0.5)
     assert (head.dense.in_features, head.dense.out_features) == (384, 192)
     assert isinstance(head.activation, nn.GELU)
     assert (head.classifier.in_features, head.classifier.out_features) == (192, 6)
-    head.eval()
     x = torch.randn(5, 384)
-    expected = head.classifier(torch.nn.functional.gelu(head.dense(x)))
-    assert torch.allclose(head(x), expected)
-    assert head(x).shape == (5, 6)
+    head.train()
+    assert not torch.equal(head(x), head(x))  # dropout is active in training mode ...
+    head.eval()
+    assert torch.equal(head(x), head(x)) and head(x).shape == (5, 6)  # ... and off in eval mode
+    # Two layers with a non-linearity between them: not an affine map of its input.
+    assert (head(x[:1] + x[1:2]) - head(x[:1]) - head(x[1:2]) + head(torch.zeros(1, 384))).abs().max() > 1e-3
+
+
+def test_forward_is_the_sentence_transformers_embedding_then_each_head(model, encoder):
+    """The embedding is sentence-transformers' own ``encode`` output, and each task's logits are its
+    head applied to that embedding: no other step sits between them."""
+    with torch.no_grad():
+        out = model(model.tokenize(TEXTS))
+        theirs = encoder.encode(TEXTS, convert_to_tensor=True, normalize_embeddings=True).cpu()
+        assert (out["embedding"] - theirs).abs().max().item() <= 1e-5
+        for task in ("topic", "sentiment"):
+            assert (out[task] - model.heads[task](theirs)).abs().max().item() <= 1e-5, task
+    assert set(out) == {"embedding", "topic", "sentiment"}
 
 
 def test_default_tasks_and_label_order(model):
@@ -244,19 +258,33 @@ def test_load_errors(model, tmp_path):
 def test_load_rejects_heads_that_do_not_fit_config(model, tmp_path):
     model.save(tmp_path, include_encoder=False)
     config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "hidden_dim": 96}))
+    with pytest.raises(ValueError, match="do not fit"):
+        MultiTaskSentenceTransformer.load(tmp_path)
     config["tasks"]["sentiment"] = ["negative", "positive"]
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(ValueError, match="names other labels"):
         MultiTaskSentenceTransformer.load(tmp_path)
 
 
-def test_config_validation():
-    with pytest.raises(ValueError, match="at least one task"):
-        MultiTaskConfig(tasks={})
-    with pytest.raises(ValueError, match="at least two labels"):
-        MultiTaskConfig(tasks={"topic": ["sports"]})
-    with pytest.raises(ValueError, match="duplicate"):
-        MultiTaskConfig(tasks={"topic": ["a", "a"]})
+@pytest.mark.parametrize("kwargs, message", [
+    ({"tasks": {}}, "at least one task"),
+    ({"tasks": {"topic": ["sports"]}}, "at least two labels"),
+    ({"tasks": {"topic": ["a", "a"]}}, "duplicate"),
+    ({"tasks": {"topic": ["a", ""]}}, "labels must be non-empty strings"),
+    ({"tasks": {"topic": ["a", 3]}}, "labels must be non-empty strings"),
+    ({"tasks": {"": ["a", "b"]}}, "task names must be non-empty strings"),
+    ({"hidden_dim": 0}, "hidden_dim must be a positive integer, got 0"),
+    ({"hidden_dim": True}, "hidden_dim must be a positive integer, got True"),
+    ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
+    ({"dropout": -0.1}, r"dropout must be a number in \[0, 1\)"),
+    ({"max_seq_length": 0}, "max_seq_length must be a positive integer or null, got 0"),
+    ({"max_seq_length": 12.5}, "max_seq_length must be a positive integer or null, got 12.5"),
+    ({"embedding_dim": -1}, "embedding_dim must be a positive integer or null"),
+])
+def test_config_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MultiTaskConfig(**kwargs)
 
 
 def test_predict_rejects_bad_input(model):
@@ -341,24 +369,38 @@ def test_truncated_texts_are_reported_once_per_call_despite_quiet(model):
 # ------------------------------------------------------------- saving files
 def test_save_refuses_a_non_empty_directory_that_is_not_a_model(model, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="not empty and holds no saved model"):
+    with pytest.raises(FileExistsError, match=r"no manifest.json of mtt_helpers.*notes.txt"):
         model.save(tmp_path, include_encoder=False)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
     (tmp_path / "file").write_text("x")
-    with pytest.raises(FileExistsError, match="it is a file"):
+    with pytest.raises(FileExistsError, match="is a file"):
         model.save(tmp_path / "file")
 
 
-def test_save_over_a_saved_model_leaves_nothing_stale(model, tmp_path):
-    model.save(tmp_path, include_encoder=True)
-    (tmp_path / "encoder" / "stale.txt").write_text("old")
-    (tmp_path / "README.md").write_text("the user's own file")
-    model.save(tmp_path, include_encoder=True)
-    assert not (tmp_path / "encoder" / "stale.txt").exists()
-    model.save(tmp_path, include_encoder=False)
-    assert not (tmp_path / "encoder").exists()
-    assert (tmp_path / "README.md").read_text() == "the user's own file"
-    MultiTaskSentenceTransformer.load(tmp_path)
+def test_save_replaces_only_its_own_files_and_never_a_users(model, tmp_path):
+    target = tmp_path / "model"
+    model.save(target, include_encoder=True)
+    listed = json.loads((target / "manifest.json").read_text())["files"]
+    assert {"config.json", "heads.safetensors", "encoder/model.safetensors"} <= set(listed)
+    assert sorted(listed) == sorted(str(p.relative_to(target)) for p in target.rglob("*")
+                                    if p.is_file() and p.name != "manifest.json")
+    model.save(target, include_encoder=False)  # replaces: nothing of the earlier save remains
+    assert not (target / "encoder").exists()
+    (target / "README.md").write_text("the user's own file")
+    (target / "heads.safetensors").write_bytes(b"kept")
+    with pytest.raises(FileExistsError, match=r"does not list, which would be lost: 1 item\(s\): README.md"):
+        model.save(target, include_encoder=False)
+    assert (target / "README.md").read_text() == "the user's own file"
+    assert (target / "heads.safetensors").read_bytes() == b"kept"  # refused before anything was written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_save_refuses_a_symlinked_folder(model, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(ValueError, match="symbolic link"):
+        model.save(tmp_path / "link", include_encoder=False)
+    assert list((tmp_path / "real").iterdir()) == []
 
 
 @pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])

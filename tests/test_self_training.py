@@ -37,7 +37,14 @@ def test_pseudo_labels_are_confident_balanced_and_sorted(encoder, split, tmp_pat
     chosen = pseudo_labels(model, pool["text"].tolist(), "sentiment", SelfTrainingConfig(threshold=0.5, per_class=20))
     assert not chosen.empty and (chosen["confidence"] >= 0.5).all()
     assert chosen.groupby("label").size().max() <= 20
-    assert set(chosen["label"]) <= set(TASK_LABELS["sentiment"])
+    # Each pseudo-label is the model's own prediction, with its probability ...
+    predicted = model.predict(chosen["text"].tolist())
+    assert chosen["label"].tolist() == predicted["sentiment"].tolist()
+    probabilities = predicted[[f"prob_sentiment_{label}" for label in TASK_LABELS["sentiment"]]].max(axis=1)
+    assert abs(chosen["confidence"].to_numpy() - probabilities.to_numpy()).max() < 5e-3  # bf16 embeddings where native
+    # ... and mostly the true label (chance is 1/3; a head with swapped label names scores far below).
+    truth = dict(zip(pool["text"], pool["label"]))
+    assert (chosen["label"] == chosen["text"].map(truth)).mean() >= 0.6
     for _, group in chosen.groupby("label"):
         assert group["confidence"].is_monotonic_decreasing
     with pytest.raises(ValueError, match="No unlabelled texts"):

@@ -4,7 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -108,13 +108,20 @@ def test_setup_rejects_unknown_action():
 def test_venv_setup_second_run_installs_nothing():
     env = {k: v for k, v in os.environ.items() if k not in ("CONDA_EXE", "MAMBA_EXE")}
     env["PATH"] = ":".join(p for p in env["PATH"].split(":") if not (Path(p) / "conda").exists() and not (Path(p) / "mamba").exists())
-    start = time.perf_counter()
+    stamp = ROOT / ".venv" / ".setup-stamp"
+    site_packages = Path(sysconfig.get_paths()["purelib"])
+
+    def installed():
+        """Every entry of site-packages with its modification time: an install adds or rewrites some."""
+        return {item.name: item.stat().st_mtime_ns for item in site_packages.iterdir()}
+
+    stamp_before, packages_before = (stamp.read_text(), stamp.stat().st_mtime_ns), installed()
     result = run_setup(ROOT, env)
-    elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stderr
     assert "nothing installed" in result.stdout
     assert "pip install" not in result.stdout + result.stderr
-    assert elapsed < 600  # generous (10x): only a rerun that installs something takes minutes; load must not fail it
+    assert (stamp.read_text(), stamp.stat().st_mtime_ns) == stamp_before  # the stamp was not rewritten
+    assert installed() == packages_before  # no package was installed, upgraded or removed
 
 
 def run_script(name: str) -> str:

@@ -284,7 +284,8 @@ def test_whole_encoder_path_trains_everything_truncates_groups_and_schedules(enc
         warmup_ratio=0.5), cache=cache)
     assert not unchanged(embeddings_before, model.encoder[0].auto_model.embeddings)  # "all" includes embeddings
     assert not cache.hidden  # nothing frozen, so nothing cached
-    assert max(widths) == 12 and model.encoder.max_seq_length == 256  # truncated for the run only
+    assert max(widths) == 12
+    assert model.encoder.max_seq_length == model.config.max_seq_length == 12  # kept: the length it trained at
     assert schedule == {"warmup": 3, "total": 6} and clips == [1.0] * 6
     assert result.padded_token_ratio is not None and 1.0 <= result.padded_token_ratio < 1.2
     assert result.precision == resolve_precision("auto")
@@ -412,7 +413,7 @@ def test_train_ends_frozen_in_eval_mode_and_untruncated_even_after_an_error(enco
         train(model, masked, None, quiet_config(tmp_path, trainable_encoder_layers=1, max_seq_length=16))
     assert not model.training and not any(m.training for m in model.modules())
     assert not any(p.requires_grad for p in model.parameters())
-    assert model.encoder.max_seq_length == 256
+    assert model.encoder.max_seq_length == 256 and model.config.max_seq_length is None  # as before the run
 
 
 def cls_pooling_model(encoder):
@@ -595,7 +596,80 @@ def test_task_metrics_match_definitions():
     assert metrics["macro_recall"] == pytest.approx((0.5 + 1.0) / 2)
 
 
+def test_bf16_training_steps_lower_the_loss_and_change_fp32_weights(encoder, frames, tmp_path):
+    """Whole-encoder steps under bf16 autocast: the backward pass runs through bf16 activations,
+    the loss falls, every weight (encoder and heads) moves, and every parameter stays fp32."""
+    _, both, _ = frames
+    model = fresh(encoder)
+    before = snapshot(model)
+    activation_dtypes = set()
+    hook = top_layer(model).output.dense.register_forward_hook(
+        lambda module, args, output: activation_dtypes.add(output.dtype) if torch.is_grad_enabled() else None)
+    try:
+        result = train(model, both.iloc[:16], None, quiet_config(
+            tmp_path, trainable_encoder_layers="all", precision="bf16", epochs=6, batch_size=8, max_seq_length=32,
+            head_lr=1e-2, encoder_lr=1e-4, warmup_ratio=0.0))
+    finally:
+        hook.remove()
+    assert result.precision == "bf16" and activation_dtypes == {torch.bfloat16}
+    losses = result.history["train_loss_topic"] + result.history["train_loss_sentiment"]
+    assert losses.iloc[-1] < 0.8 * losses.iloc[0], losses.tolist()
+    after = snapshot(model)
+    for name in ("encoder.0.model.embeddings.word_embeddings.weight",
+                 "encoder.0.model.encoder.layer.0.attention.self.query.weight",
+                 "encoder.0.model.encoder.layer.5.output.dense.weight",
+                 "heads.topic.classifier.weight", "heads.sentiment.dense.weight"):
+        assert not torch.equal(before[name], after[name]), name
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
 # ------------------------------------------------------------ bad input
+@pytest.mark.parametrize("bad_text", [float("nan"), None, 42, "   "])
+def test_train_names_the_row_of_a_text_that_is_not_a_string(encoder, frames, tmp_path, bad_text):
+    masked, _, dev = frames
+    frame = masked.assign(text=masked["text"].astype(object))
+    frame.loc[frame.index[3], "text"] = bad_text
+    model = fresh(encoder)
+    heads_before = snapshot(model.heads)
+    with pytest.raises(ValueError, match=rf"train_frame has 1 empty or non-string text\(s\): row 3 \(index 3\)"):
+        train(model, frame, dev, quiet_config(tmp_path, epochs=1))
+    assert unchanged(heads_before, model.heads)
+
+
+def test_a_task_without_labelled_rows_is_refused(encoder, frames, tmp_path):
+    masked, _, _ = frames
+    topic_only = masked.assign(sentiment=None)  # e.g. a frame built without any sentiment dataset
+    model = fresh(encoder)
+    with pytest.raises(ValueError, match=r"no labelled row for task\(s\) \['sentiment'\]"):
+        train(model, topic_only, None, quiet_config(tmp_path, epochs=1))
+    train(model, topic_only, None, quiet_config(tmp_path, epochs=1, tasks=["topic"]))  # asked for topic only: fine
+
+
+def test_a_nan_loss_stops_training_naming_the_task_and_step(encoder, frames, tmp_path):
+    masked, _, dev = frames
+    model = fresh(encoder)
+    with torch.no_grad():
+        model.heads["sentiment"].classifier.bias[0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"The sentiment loss is nan at epoch 1, step \d+ of \d+"):
+        train(model, masked, dev, quiet_config(tmp_path, epochs=2))
+    model = fresh(encoder)
+    with pytest.raises(FloatingPointError, match=r"The topic loss is (inf|nan) at epoch 1, step \d+ of"):
+        train(model, masked, dev, quiet_config(tmp_path, epochs=2, head_lr=1e30, task_weights={"topic": 1e38}))
+
+
+def test_the_model_keeps_the_token_limit_it_was_trained_and_picked_at(encoder, frames, tmp_path):
+    masked, _, dev = frames
+    model = fresh(encoder)
+    result = train(model, masked, dev, quiet_config(tmp_path, epochs=1, max_seq_length=64), selection_split="validation")
+    assert model.config.max_seq_length == model.encoder.max_seq_length == 64
+    assert result.selection_split == "validation" and "validation_score" in result.history
+    assert not any(column.startswith("dev_") for column in result.history.columns)
+    assert result.rows == {"train": {"topic": 36, "sentiment": 36}, "validation": {"topic": 90, "sentiment": 90}}
+    assert train(model, masked, None, quiet_config(tmp_path, epochs=1)).selection_split is None
+    with pytest.raises(ValueError, match="above the encoder's position limit"):
+        train(model, masked, None, quiet_config(tmp_path, epochs=1, max_seq_length=600))
+
+
 def test_train_rejects_bad_input(encoder, frames, tmp_path):
     masked, _, dev = frames
     model = fresh(encoder)

@@ -1,10 +1,14 @@
-"""Shared pieces of the subcommands: clear errors and argument checks (standard library only)."""
+"""Shared pieces of the subcommands: clear errors, argument checks and output checks (no heavy library)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
+
+from mtt_helpers.manifest import KIND_NAMES, check_replaceable
 
 
 def fail(message: str) -> None:
@@ -37,3 +41,53 @@ def int_at_least(minimum: int, maximum: int | None = None, why: str = "") -> Cal
 
     parse.__name__ = "integer"  # argparse names the type in some messages
     return parse
+
+
+def check_writable_parent(target: Path, shown: str) -> None:
+    """Refuses, before any work, an output whose folder cannot be made or written in: the nearest
+    existing ancestor must be a writable folder (outputs are written beside their place, then renamed).
+
+    Args:
+        target: The output file or folder.
+        shown: How the message names it, e.g. ``"--report notes/run.md"``.
+    """
+    parent = Path(os.path.abspath(target.expanduser())).parent
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        fail(f"{shown}: {existing} is a file, so the folder {parent} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"{shown}: the folder {existing} is not writable")
+
+
+def check_writable_file(path: str, flag: str) -> Path:
+    """Refuses, before any work, an output file that cannot be written: a folder, a read-only file,
+    or a place whose folder cannot be made or written in. Returns the path, ``~`` expanded."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        fail(f"{flag} {path} is a directory; name the file to write")
+    if target.exists() and not os.access(target, os.W_OK):
+        fail(f"{flag} {path} is read-only")
+    check_writable_parent(target, f"{flag} {path}")
+    return target
+
+
+def check_output_folder(target: Path, shown: str, kind: str, sources: list[Path], overwrite: bool) -> None:
+    """Refuses, before any work, an output folder that exists without ``--overwrite``, may not be
+    replaced (:func:`mtt_helpers.manifest.check_replaceable`), or cannot be written.
+
+    Args:
+        target: The folder to write.
+        shown: How messages name it, e.g. ``"--out my_model"``.
+        kind: Its manifest kind.
+        sources: Folders the command reads from.
+        overwrite: ``--overwrite`` was given.
+    """
+    if (target.exists() or target.is_symlink()) and not overwrite:
+        fail(f"{shown} already exists; pass --overwrite to replace {KIND_NAMES[kind]} written earlier")
+    try:
+        check_replaceable(target, kind, sources)
+    except (ValueError, FileExistsError) as error:
+        fail(f"{shown}: {error}")
+    check_writable_parent(target, shown)

@@ -7,7 +7,8 @@ mtt train). OUT_DIR receives model.onnx (and model.int8.onnx with --int8),
 config.json and the tokenizer files; run it with
 mtt predict OUT_DIR INPUT.csv --backend onnx [--precision int8|int8-safe].
 OUT_DIR is written beside its final place and renamed when complete, so a failed export
-leaves nothing behind.
+leaves nothing behind; it gets a manifest.json listing its files, and --overwrite replaces only
+an earlier export holding nothing that manifest does not list.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from mtt_helpers.cli.common import fail
+from mtt_helpers.cli.common import check_output_folder, fail
 from mtt_helpers.config import CONFIG_FILE, HEADS_FILE
-from mtt_helpers.onnx.layout import INT8_FILE, ONNX_FILE, is_onnx_export
+from mtt_helpers.manifest import ONNX_KIND
+from mtt_helpers.onnx.layout import INT8_FILE, ONNX_FILE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--int8", action="store_true", help=f"also write the dynamically quantised {INT8_FILE}")
     parser.add_argument(
         "--overwrite", action="store_true",
-        help="replace OUT_DIR if it is an earlier ONNX export (holds config.json and model.onnx); nothing else",
+        help="replace OUT_DIR if it is an earlier ONNX export holding only the files its manifest.json lists",
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
     parser.set_defaults(run=run)
@@ -44,8 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     """Checks everything before the (slow) model load, then exports into a temporary directory
     renamed into place. Exits with status 2 and writes nothing when MODEL_DIR is not a saved model,
-    OUT_DIR exists (without ``--overwrite``, which only replaces an earlier ONNX export) or OUT_DIR
-    is MODEL_DIR or lies inside it."""
+    OUT_DIR exists (without ``--overwrite``, which only replaces an earlier ONNX export holding
+    nothing its manifest does not list), is a symbolic link, or contains or lies inside MODEL_DIR."""
     model_dir, out_dir = Path(args.model_dir).expanduser(), Path(args.out_dir).expanduser()
     if not model_dir.is_dir():
         fail(f"model directory not found: {args.model_dir}")
@@ -53,16 +55,7 @@ def run(args: argparse.Namespace) -> None:
     if missing:
         fail(f"{args.model_dir} is not a saved model (no {' or '.join(missing)}); "
              "write one with MultiTaskSentenceTransformer.save or mtt train")
-    if out_dir.resolve() == model_dir.resolve():
-        fail(f"OUT_DIR must differ from MODEL_DIR ({args.out_dir})")
-    if model_dir.resolve() in out_dir.resolve().parents:
-        fail(f"OUT_DIR {args.out_dir} lies inside MODEL_DIR; choose a directory outside it")
-    if out_dir.exists() or out_dir.is_symlink():
-        if not args.overwrite:
-            fail(f"{args.out_dir} already exists; pass --overwrite to replace an earlier ONNX export")
-        if out_dir.is_symlink() or not is_onnx_export(out_dir):
-            fail(f"--overwrite only replaces an ONNX export directory (with {CONFIG_FILE} and {ONNX_FILE}); "
-                 f"{args.out_dir} is not one, so it is left alone")
+    check_output_folder(out_dir, f"OUT_DIR {args.out_dir}", ONNX_KIND, [model_dir], args.overwrite)
     if args.opset < 14:
         fail(f"--opset must be at least 14 (scaled dot-product attention), got {args.opset}")
     try:
@@ -74,20 +67,24 @@ def run(args: argparse.Namespace) -> None:
     from mtt_helpers.files import write_atomically
     from mtt_helpers.model import MultiTaskSentenceTransformer
     from mtt_helpers.notebook import quiet
-    from mtt_helpers.onnx import check_exportable, export_onnx, quantize_int8
+    from mtt_helpers.onnx import check_exportable, quantize_int8
+    from mtt_helpers.onnx.export import write_export_files
 
     quiet()
     try:
-        model = MultiTaskSentenceTransformer.load(model_dir, device="cpu")
+        model = MultiTaskSentenceTransformer.load(model_dir, device="cpu")  # at its saved max_seq_length
         check_exportable(model)
     except (FileNotFoundError, ValueError, OSError) as error:
         fail(f"cannot load the model in {args.model_dir}: {error}")
 
     def write(directory: Path) -> None:
-        onnx_path = export_onnx(model, directory / ONNX_FILE, opset=args.opset)
+        write_export_files(model, directory / ONNX_FILE, opset=args.opset)
         if args.int8:
-            quantize_int8(onnx_path, directory / INT8_FILE)
+            quantize_int8(directory / ONNX_FILE, directory / INT8_FILE)
 
-    write_atomically(out_dir, write, is_dir=True)
+    try:
+        write_atomically(out_dir, write, is_dir=True, kind=ONNX_KIND, sources=[model_dir])
+    except (ValueError, FileExistsError) as error:  # OUT_DIR changed while exporting
+        fail(f"cannot write OUT_DIR: {error}")
     graphs = ONNX_FILE + (f" and {INT8_FILE}" if args.int8 else "")
     print(f"wrote {graphs} with config.json and the tokenizer to {args.out_dir}", file=sys.stderr)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from mtt_helpers.backends import PREDICTOR_PRECISIONS
-from mtt_helpers.cli.common import fail, int_at_least
+from mtt_helpers.cli.common import check_writable_file, fail, int_at_least
 
 
 def read_texts(path: str) -> list[str]:
@@ -45,10 +45,10 @@ def read_texts(path: str) -> list[str]:
 
 
 def check_output_path(output: str, input_csv: str) -> None:
-    """Refuses, before any work, an ``-o`` that is a directory or the input file itself."""
+    """Refuses, before any work, an ``-o`` that is a directory, the input file itself, read-only,
+    or in a folder that cannot be made or written in."""
+    check_writable_file(output, "-o")
     target = Path(output).expanduser().resolve()  # resolves "dir/../in.csv" and links
-    if target.is_dir():
-        fail(f"-o {output} is a directory; name the CSV file to write")
     source = Path(input_csv).expanduser().resolve()
     if target == source or (target.exists() and source.exists() and os.path.samefile(target, source)):
         fail(f"-o {output} is the input file; write the predictions to another file")

@@ -30,8 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-body-bytes", type=int, default=1_000_000,
                         help="largest request body; larger gets 413 (default 1000000)")
     parser.add_argument("--on-long-text", choices=["truncate", "refuse"], default="truncate",
-                        help="texts over the token limit: classify the first 256 tokens and flag them (default), "
-                             "or answer 422")
+                        help="texts over the model's saved token limit (config.json's max_seq_length; 256 when "
+                             "unset): classify the tokens up to it and flag them (default), or answer 422")
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
     parser.set_defaults(run=run)
 

@@ -1,4 +1,5 @@
-"""Tables for training: class counts, seeded stratified samples, and single-task datasets stacked into one.
+"""Tables for training: class counts, seeded stratified samples, validation slices, and single-task
+datasets stacked into one.
 
 ``multitask_frame(...)`` stacks single-task datasets into one table with a column per task, where a
 missing label is ``None`` (``IGNORE_INDEX`` once encoded, skipped by the loss).
@@ -64,6 +65,40 @@ def _proportional_sample(frame: pd.DataFrame, n: int, label_column: str, counts:
     quota[largest_remainders] += 1  # never above the class size: ceil(exact) <= count
     parts = [frame[frame[label_column] == label].sample(n=int(k), random_state=seed) for label, k in quota.items()]
     return pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def validation_split(frame: pd.DataFrame, size: int | float, seed: int = 0,
+                     label_column: str = "label") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Carves a seeded, stratified validation slice out of training rows: ``(train, validation)``.
+
+    The slice keeps the class proportions of ``frame`` (:func:`stratified_sample`); the two parts
+    share no row and together hold every row of ``frame``, each in its original order and index.
+
+    Args:
+        frame: Training rows of one task.
+        size: Validation rows (an int >= the number of classes), or a share of ``frame`` (a float
+            in (0, 1), rounded, at least one row per class).
+        seed: Fixes the draw.
+        label_column: Column to stratify on.
+
+    Raises:
+        ValueError: no such column, or a size that leaves no training row or cannot hold one row per class.
+    """
+    if label_column not in frame.columns:
+        raise ValueError(f"No column {label_column!r}; columns are {list(frame.columns)}.")
+    classes = frame[label_column].nunique()
+    if isinstance(size, float) and not isinstance(size, bool):
+        if not 0 < size < 1:
+            raise ValueError(f"A validation share must be in (0, 1), got {size}.")
+        size = max(round(size * len(frame)), classes)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not classes <= size < len(frame):
+        raise ValueError(f"A validation slice of {size!r} rows out of {len(frame)} must hold one row per class "
+                         f"({classes}) and leave training rows.")
+    numbered = frame.assign(_position=np.arange(len(frame)))
+    positions = np.sort(stratified_sample(numbered, int(size), label_column, seed)["_position"].to_numpy())
+    chosen = np.zeros(len(frame), dtype=bool)
+    chosen[positions] = True
+    return frame[~chosen], frame[chosen]
 
 
 def multitask_frame(**task_frames: pd.DataFrame) -> pd.DataFrame:

@@ -6,6 +6,7 @@ from mtt_helpers.model.encoder import (
     default_model_source,
     embed,
     encoder_layer_count,
+    encoder_token_limit,
     get_device,
     load_encoder,
     similarity_table,
@@ -17,6 +18,6 @@ from mtt_helpers.model.multitask import MultiTaskSentenceTransformer, eval_mode
 
 __all__ = [
     "EMBEDDING_DIM", "HUB_MODEL_ID", "MLPHead", "MultiTaskSentenceTransformer", "default_model_source", "embed",
-    "encoder_layer_count", "eval_mode", "get_device", "load_encoder", "similarity_table", "transformer_of",
-    "weights_fingerprint",
+    "encoder_layer_count", "encoder_token_limit", "eval_mode", "get_device", "load_encoder", "similarity_table",
+    "transformer_of", "weights_fingerprint",
 ]

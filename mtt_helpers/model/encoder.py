@@ -100,6 +100,17 @@ def encoder_layer_count(model_name_or_path: str | os.PathLike | None = None) -> 
     return int(AutoConfig.from_pretrained(source, local_files_only=local_only).num_hidden_layers)
 
 
+def encoder_token_limit(encoder: SentenceTransformer) -> int | None:
+    """The most tokens ``encoder`` can read: its transformer's position embeddings (512 for MiniLM),
+    else its tokenizer's ``model_max_length``; ``None`` when neither names a limit."""
+    config = getattr(getattr(encoder[0], "auto_model", None), "config", None)
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        return positions
+    tokenizer_limit = getattr(encoder.tokenizer, "model_max_length", None)
+    return tokenizer_limit if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000 else None
+
+
 def transformer_of(model: torch.nn.Module) -> torch.nn.Module:
     """The Hugging Face model inside a multi-task model's Sentence Transformer (a BertModel for MiniLM)."""
     return model.encoder[0].auto_model

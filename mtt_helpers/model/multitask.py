@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -25,7 +26,7 @@ from torch import nn
 
 from mtt_helpers.config import MultiTaskConfig
 from mtt_helpers.model import io
-from mtt_helpers.model.encoder import load_encoder
+from mtt_helpers.model.encoder import encoder_token_limit, load_encoder
 from mtt_helpers.model.heads import MLPHead
 from mtt_helpers.predictions import check_texts, predictions_table, run_token_sorted
 
@@ -64,14 +65,14 @@ class MultiTaskSentenceTransformer(nn.Module):
         super().__init__()
         config = config or MultiTaskConfig()
         self.encoder = encoder if encoder is not None else load_encoder(config.encoder)
-        if config.max_seq_length is not None:
-            self.encoder.max_seq_length = config.max_seq_length
         # sentence-transformers >= 6 renamed get_sentence_embedding_dimension to get_embedding_dimension.
         dimension = getattr(self.encoder, "get_embedding_dimension", None) or self.encoder.get_sentence_embedding_dimension
         dim = dimension() or config.embedding_dim
         if dim is None or config.embedding_dim not in (None, dim):
             raise ValueError(f"config.embedding_dim={config.embedding_dim} but the encoder's embeddings have {dim}.")
         self.config = replace(config, embedding_dim=dim)
+        if config.max_seq_length is not None:
+            self.set_max_seq_length(config.max_seq_length)
         self.heads = nn.ModuleDict(
             {task: MLPHead(dim, config.hidden_dim, len(labels), config.dropout) for task, labels in config.tasks.items()}
         )
@@ -85,6 +86,21 @@ class MultiTaskSentenceTransformer(nn.Module):
     @property
     def task_names(self) -> list[str]:
         return self.config.task_names
+
+    def set_max_seq_length(self, max_seq_length: int) -> None:
+        """Cuts inputs at ``max_seq_length`` tokens from now on, and records it in ``config`` (so
+        ``save``, ``export_onnx`` and the service keep it).
+
+        Raises:
+            ValueError: not an integer from 1 to the encoder's position limit (512 for MiniLM).
+        """
+        limit = encoder_token_limit(self.encoder)
+        if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int) or max_seq_length < 1 or (
+                limit is not None and max_seq_length > limit):
+            raise ValueError(f"max_seq_length must be an integer from 1 to {limit or 'the encoder limit'} (the "
+                             f"encoder's position limit), got {max_seq_length!r}")
+        self.encoder.max_seq_length = max_seq_length
+        self.config = replace(self.config, max_seq_length=max_seq_length)
 
     # ------------------------------------------------------------------ forward
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -158,25 +174,26 @@ class MultiTaskSentenceTransformer(nn.Module):
         return predictions_table(texts, self.predict_logits(texts, batch_size), self.config.tasks)
 
     # ------------------------------------------------------------ save / load
-    def save(self, directory: str | os.PathLike, include_encoder: bool = True) -> None:
-        """Writes ``config.json`` (with a SHA-256 fingerprint of the encoder weights, which ``load``
-        checks), ``heads.safetensors`` and (optionally) ``encoder/``, with ordinary permissions.
-
-        Not atomic (a failure midway leaves a partial model); the ``train`` CLI writes into a
-        temporary directory and renames it into place (``mtt_helpers.files.write_atomically``).
+    def save(self, directory: str | os.PathLike, include_encoder: bool = True, training_args: Any = None,
+             training_data: Mapping[str, Any] | None = None) -> None:
+        """Writes the model folder atomically, with ordinary permissions: see ``mtt_helpers.model.io``
+        for its files (``load`` checks the encoder's fingerprint and the labels the heads were saved with).
 
         Args:
-            directory: Created if missing. An existing one must be empty or hold a saved model,
-                whose own files (``config.json``, ``heads.safetensors``, ``encoder/``) are removed
-                first so nothing stale remains; other files in it are left alone.
-            include_encoder: Save the encoder weights too. Needed whenever the encoder
-                was fine-tuned; with a frozen encoder ``False`` saves ~90 MB and
-                ``load`` rebuilds it from ``config.encoder``.
+            directory: Created if missing; replaced only when empty or an earlier saved model holding
+                nothing its ``manifest.json`` does not list (``mtt_helpers.manifest.check_replaceable``).
+            include_encoder: Save the encoder weights too. Needed whenever the encoder was
+                fine-tuned; with a frozen encoder ``False`` saves ~90 MB and ``load`` rebuilds it
+                from ``config.encoder``.
+            training_args: The ``TrainConfig`` it was trained with, saved as ``training_args.json``
+                (``mtt_helpers.training.read_training_args`` reads it back).
+            training_data: JSON-ready facts about the data used (dataset names, row counts, seed).
 
         Raises:
-            FileExistsError: ``directory`` is a file, or a non-empty directory holding no saved model.
+            FileExistsError: ``directory`` is a file, or a folder that may not be replaced.
+            ValueError: ``directory`` is a symbolic link, or the training record is not JSON-ready.
         """
-        io.save_model(self, Path(directory).expanduser(), include_encoder)
+        io.save_model(self, Path(directory).expanduser(), include_encoder, training_args, training_data)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | None = None) -> "MultiTaskSentenceTransformer":

@@ -1,7 +1,10 @@
 """Export the whole multi-task model as one ONNX graph (transformer -> mean pooling -> L2 normalise -> every head).
 
-``export_onnx`` writes the graph, plus ``config.json`` and the tokenizer files beside it, so the
-directory is self-contained: ``OnnxPredictor`` (``mtt_helpers.onnx.predictor``) runs it without torch.
+``export_onnx`` writes the graph, plus ``config.json``, the tokenizer files and ``manifest.json``
+beside it, so the folder is self-contained: ``OnnxPredictor`` (``mtt_helpers.onnx.predictor``) runs
+it without torch. The graph's metadata holds each task's labels, which the predictor compares with
+``config.json`` (``mtt_helpers.label_metadata``). The folder is written beside its place and renamed
+in, and replaces only an earlier export (``mtt_helpers.manifest.check_replaceable``).
 
 Typical use::
 
@@ -22,8 +25,11 @@ import torch
 from torch import nn
 
 from mtt_helpers.config import CONFIG_FILE
+from mtt_helpers.files import write_atomically
+from mtt_helpers.label_metadata import labels_metadata
+from mtt_helpers.manifest import ONNX_KIND
 from mtt_helpers.model import MultiTaskSentenceTransformer, eval_mode, transformer_of
-from mtt_helpers.onnx.layout import EMBEDDING_OUTPUT, ONNX_FILE, logits_output, refuse_saved_model_directory
+from mtt_helpers.onnx.layout import EMBEDDING_OUTPUT, ONNX_FILE, logits_output
 
 _TRACE_TEXTS = [
     "A short sentence.",
@@ -85,32 +91,38 @@ def check_exportable(model: MultiTaskSentenceTransformer) -> None:
 
 
 def export_onnx(model: MultiTaskSentenceTransformer, path: str | os.PathLike, opset: int = 17) -> Path:
-    """Exports the whole multi-task model as one ONNX graph, with its config and tokenizer.
+    """Exports the whole multi-task model as one ONNX graph, with its config and tokenizer, as a new folder.
 
     Inputs are ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the tokenizer
     produces them), int64, shape ``(batch, sequence)`` with both axes dynamic. Outputs are
     ``embedding`` ``(batch, 384)`` and ``<task>_logits`` ``(batch, num_classes)`` per task.
 
     Args:
-        model: The model to export; its heads and encoder are exported as they are.
-        path: The ``.onnx`` file to write. A path without the ``.onnx`` suffix is taken as a
-            directory and ``model.onnx`` is written inside it.
+        model: The model to export; its heads and encoder are exported as they are, at its
+            ``max_seq_length``.
+        path: The ``.onnx`` file to write. A path without the ``.onnx`` suffix is taken as the
+            folder and ``model.onnx`` is written inside it.
         opset: ONNX opset version.
 
     Returns:
         The path of the ``.onnx`` file. ``config.json`` and the tokenizer files lie beside it.
 
     Raises:
-        ValueError: the encoder's pipeline is not supported, or the target directory holds a
-            saved torch model, whose ``config.json`` the export would overwrite.
+        ValueError: the encoder's pipeline is not supported, or the folder is a symbolic link.
+        FileExistsError: the folder holds anything but an earlier export's own files.
     """
     check_exportable(model)
     path = Path(path).expanduser()
     if path.suffix != ".onnx":
         path = path / ONNX_FILE
-    refuse_saved_model_directory(path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path.parent, lambda folder: write_export_files(model, folder / path.name, opset),
+                     is_dir=True, kind=ONNX_KIND)
+    return path
 
+
+def write_export_files(model: MultiTaskSentenceTransformer, path: Path, opset: int = 17) -> None:
+    """Writes the graph at ``path`` and ``config.json`` and the tokenizer files beside it, into a
+    folder being written (``export_onnx``, or ``mtt export``, which adds the int8 graph)."""
     features = model.tokenize(_TRACE_TEXTS)
     input_names = ["input_ids", "attention_mask"]
     if "token_type_ids" in features:
@@ -142,7 +154,18 @@ def export_onnx(model: MultiTaskSentenceTransformer, path: str | os.PathLike, op
             do_constant_folding=True,
             **legacy,
         )
+    _add_metadata(path, labels_metadata(model.config))
     # Record the limit actually in force so the predictor truncates exactly like the encoder.
     replace(model.config, max_seq_length=int(model.encoder.max_seq_length)).to_json(path.parent / CONFIG_FILE)
     model.encoder.tokenizer.save_pretrained(str(path.parent))
-    return path
+
+
+def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Adds ``metadata`` to the graph's ``metadata_props`` (onnxruntime: ``get_modelmeta().custom_metadata_map``)."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    for key, value in metadata.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(graph, str(path))

@@ -36,5 +36,6 @@ def refuse_saved_model_directory(directory: Path) -> None:
 
 
 def is_onnx_export(directory: Path) -> bool:
-    """True when ``directory`` looks like an export (so ``mtt export --overwrite`` may replace it)."""
+    """True when ``directory`` holds an export's ``config.json`` and ``model.onnx``. Whether it may be
+    *replaced* is decided by ``mtt_helpers.manifest.check_replaceable`` alone."""
     return directory.is_dir() and (directory / CONFIG_FILE).is_file() and (directory / ONNX_FILE).is_file()

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mtt_helpers.config import CONFIG_FILE, MultiTaskConfig
+from mtt_helpers.label_metadata import check_saved_labels
 from mtt_helpers.onnx.layout import EMBEDDING_OUTPUT, ONNX_FILE, logits_output
 from mtt_helpers.onnx.tokenizer import encode_batch, load_tokenizers
 from mtt_helpers.predictions import check_texts, predictions_table, run_token_sorted
@@ -34,7 +35,9 @@ class OnnxPredictor:
 
     Raises:
         FileNotFoundError: the directory, ``config.json``, the graph or the tokenizer is missing.
-        ValueError: ``config.json``, the graph or the tokenizer is unreadable, or they do not match.
+        ValueError: ``config.json``, the graph or the tokenizer is unreadable, or they do not match:
+            other outputs, other labels than the graph was exported with, or a ``max_seq_length``
+            above the tokenizer's limit.
     """
 
     def __init__(
@@ -65,6 +68,8 @@ class OnnxPredictor:
             if name not in outputs or (classes is not None and outputs[name][-1] != classes):
                 raise ValueError(f"{str(onnx_path)!r} has no output {name!r} to match its {CONFIG_FILE} "
                                  f"({classes or 'any'} columns); its outputs are {outputs}.")
+        check_saved_labels(self.session.get_modelmeta().custom_metadata_map, self.config, onnx_path,
+                           self.directory / CONFIG_FILE)
         # tokenizer counts tokens (no truncation); the batching copy cuts at the limit and pads.
         self.tokenizer, self._batch_tokenizer, self.max_seq_length = load_tokenizers(
             self.directory, self.config.max_seq_length)

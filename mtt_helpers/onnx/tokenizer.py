@@ -43,7 +43,7 @@ def load_tokenizers(directory: Path, max_seq_length: int | None):
 
     Raises:
         FileNotFoundError: a tokenizer file is missing.
-        ValueError: a tokenizer file cannot be read.
+        ValueError: a tokenizer file cannot be read, or ``max_seq_length`` is above :data:`MAX_POSITIONS`.
     """
     from tokenizers import Tokenizer
 
@@ -62,6 +62,9 @@ def load_tokenizers(directory: Path, max_seq_length: int | None):
             raise ValueError(f"the pad token {pad_token!r} is not in the vocabulary")
     except Exception as error:  # json, a missing key, or the tokenizers library (which raises plain Exceptions)
         raise ValueError(f"Cannot load the tokenizer from {str(directory)!r}: {error}") from error
+    if max_seq_length > MAX_POSITIONS:
+        raise ValueError(f"max_seq_length={max_seq_length} in {str(directory / 'config.json')!r} is above the model's "
+                         f"limit of {MAX_POSITIONS} tokens (its position embeddings).")
     counting.no_truncation()
     counting.no_padding()
     batching.enable_truncation(max_seq_length, strategy="longest_first",

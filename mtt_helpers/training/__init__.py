@@ -1,7 +1,10 @@
 """Training and evaluation of the multi-task model (see :mod:`~mtt_helpers.training.loop` for the strategies).
 
-* :mod:`~mtt_helpers.training.config`: ``TrainConfig``, the recipe ``recipe_config``, ``TrainResult``.
-* :mod:`~mtt_helpers.training.loop`: ``train`` and ``train_sequential``.
+* :mod:`~mtt_helpers.training.config`: ``TrainConfig`` and the recipe ``recipe_config``;
+  :mod:`~mtt_helpers.training.result`: ``TrainResult``; :mod:`~mtt_helpers.training.args`:
+  ``read_training_args`` (the settings a saved model was trained with).
+* :mod:`~mtt_helpers.training.loop`: ``train`` and ``train_sequential``; :mod:`~mtt_helpers.training.checks`:
+  what ``train`` refuses before any work.
 * :mod:`~mtt_helpers.training.evaluate`: metrics, dev loss and the early-stopping score.
 * :mod:`~mtt_helpers.training.sampling`, ``.optim``, ``.losses``, ``.freezing``, ``.embedder``, ``.rng``:
   the loop's parts.
@@ -11,10 +14,11 @@
   low-resource methods of chapter 04.
 """
 
+from mtt_helpers.training.args import read_training_args
 from mtt_helpers.training.cache import DEFAULT_CACHE, EmbeddingCache, clear_caches, text_key, weights_key
 from mtt_helpers.training.cache_embeddings import cached_embeddings
 from mtt_helpers.training.cache_layers import cached_hidden_states, embed_from_layer
-from mtt_helpers.training.config import ALL_LAYERS, TrainConfig, TrainResult, recipe_config
+from mtt_helpers.training.config import ALL_LAYERS, TrainConfig, recipe_config
 from mtt_helpers.training.contrastive import ContrastiveConfig, ContrastiveResult, contrastive_tune
 from mtt_helpers.training.embedder import BatchEmbedder, make_batch_embedder
 from mtt_helpers.training.evaluate import MAIN_METRIC, dev_score, evaluate, predict_labels, task_logits, task_metrics
@@ -22,6 +26,7 @@ from mtt_helpers.training.freezing import set_trainable, truncated_to
 from mtt_helpers.training.loop import train, train_sequential
 from mtt_helpers.training.losses import gradient_cosine, task_losses
 from mtt_helpers.training.optim import optimizer_step
+from mtt_helpers.training.result import TrainResult
 from mtt_helpers.training.sampling import batch_indices, length_grouped_order, padded_token_ratio, padding_counts
 from mtt_helpers.training.self_training import SelfTrainingConfig, pseudo_labels, self_train
 
@@ -30,7 +35,7 @@ __all__ = [
     "EmbeddingCache", "SelfTrainingConfig", "TrainConfig", "TrainResult", "batch_indices", "cached_embeddings",
     "cached_hidden_states", "clear_caches", "contrastive_tune", "dev_score", "embed_from_layer", "evaluate",
     "gradient_cosine", "length_grouped_order", "make_batch_embedder", "optimizer_step", "padded_token_ratio",
-    "padding_counts", "predict_labels", "pseudo_labels", "recipe_config", "self_train", "set_trainable",
-    "task_logits", "task_losses", "task_metrics", "text_key", "train", "train_sequential", "truncated_to",
+    "padding_counts", "predict_labels", "pseudo_labels", "read_training_args", "recipe_config", "self_train",
+    "set_trainable", "task_logits", "task_losses", "task_metrics", "text_key", "train", "train_sequential", "truncated_to",
     "weights_key",
 ]

@@ -1,12 +1,13 @@
-"""How to train (:class:`TrainConfig`, the recipe :func:`recipe_config`);
-what a run measured (:class:`TrainResult`)."""
+"""How to train: :class:`TrainConfig` and the recipe :func:`recipe_config` (what a run measured is
+:class:`~mtt_helpers.training.result.TrainResult`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import pandas as pd
+from typing import Any
 
 from mtt_helpers.precision import PRECISION_SETTINGS
 
@@ -18,11 +19,11 @@ ALL_LAYERS = "all"
 class TrainConfig:
     """How to train a :class:`MultiTaskSentenceTransformer`.
 
-    The schedule defaults are the recipe of issue 10's probe (whole encoder on all training
-    data: encoder lr 5e-5, head lr 1e-3, batch 32, 2 epochs, linear warmup and decay,
-    clipping 1.0, 128 tokens, bf16 autocast), which reached dev topic macro-F1 0.773 and
-    sentiment macro-recall 0.732. :func:`recipe_config` gives that whole configuration; the
-    default ``trainable_encoder_layers`` stays 0 (frozen) so that head-only uses stay cheap.
+    The schedule defaults are the recipe of the whole-encoder probe (all training data: encoder
+    lr 5e-5, head lr 1e-3, batch 32, 2 epochs, linear warmup and decay, clipping 1.0, 128 tokens,
+    bf16 autocast), which reached dev topic macro-F1 0.773 and sentiment macro-recall 0.732.
+    :func:`recipe_config` gives that whole configuration; the default ``trainable_encoder_layers``
+    stays 0 (frozen) so that head-only uses stay cheap.
     """
 
     tasks: list[str] | None = None
@@ -61,9 +62,10 @@ class TrainConfig:
     """Clip the norm of all trained parameters' gradients to this; ``None`` does not clip. Recipe: 1.0."""
 
     max_seq_length: int | None = 128
-    """Truncate inputs to this many tokens for the run (training, caching and dev scoring); the
-    encoder's own limit is restored afterwards. ``None`` keeps it (256 for MiniLM). Recipe: 128,
-    which cuts under 1% of tweets and headlines and halves the cost of the longest batches."""
+    """Truncate inputs to this many tokens (training, caching and dev scoring); after a run the
+    model keeps it (``model.config.max_seq_length``), so it predicts, saves, exports and serves at
+    the length it was trained and picked at. ``None`` keeps the model's own (256 for MiniLM).
+    Recipe: 128, which cuts under 1% of tweets and headlines and halves the cost of the longest batches."""
 
     precision: str = "auto"
     """``"fp32"``, ``"bf16"`` (``torch.autocast`` with bfloat16 around every forward pass:
@@ -123,6 +125,25 @@ class TrainConfig:
     """Which layer's output to cache; ``None`` means just below the trainable layers. A lower
     layer lets runs with different ``k`` share one cache (the layers in between run frozen)."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting, JSON-ready: what ``training_args.json`` holds under ``train_config``."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """The config :meth:`to_dict` described, every value checked as by the constructor.
+
+        Raises:
+            ValueError: an unknown key, or a value of the wrong type or out of range.
+        """
+        unknown = sorted(set(values) - {item.name for item in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"Unknown TrainConfig key(s) {unknown}.")
+        try:
+            return cls(**values)
+        except TypeError as error:  # e.g. epochs="2": comparing it with 1 fails
+            raise ValueError(f"Invalid TrainConfig {dict(values)}: {error}") from error
+
     def epoch_steps(self, n_rows: int) -> int:
         """Optimizer steps per epoch over ``n_rows`` training rows: ``steps_per_epoch``, or one pass."""
         return self.steps_per_epoch or math.ceil(n_rows / self.batch_size)
@@ -159,33 +180,9 @@ class TrainConfig:
 
 
 def recipe_config(**overrides) -> TrainConfig:
-    """The recommended recipe (issue 10): whole encoder, every other field at its default.
+    """The recommended recipe: whole encoder, every other field at its default.
 
     Example:
         ``train(model, train_frame, dev_frame, recipe_config(seed=1))``
     """
     return TrainConfig(**{"trainable_encoder_layers": ALL_LAYERS, "cache_dir": None, **overrides})
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` measured."""
-
-    history: pd.DataFrame
-    """One row per epoch: train loss per task, dev metrics per task, seconds."""
-
-    best_epoch: int
-    """The epoch whose weights were kept."""
-
-    seconds: float
-    """Wall time of the whole call, embedding cache included."""
-
-    gradient_cosines: list[float] = field(default_factory=list)
-    """Per step, cosine between the tasks' encoder gradients (``track_gradient_conflict``)."""
-
-    precision: str = "fp32"
-    """The precision the run used (``"auto"`` resolved)."""
-
-    padded_token_ratio: float | None = None
-    """Token positions run through the encoder (padding included) per real token, over all
-    training steps; ``None`` when no tokens ran (frozen encoder). 1.0 means no padding."""

@@ -17,7 +17,8 @@ Strategies, all through :func:`train` (:class:`~mtt_helpers.training.config.Trai
   encoder and head A and trains head B.
 
 Every step follows the same schedule (linear warmup, then linear decay to 0, gradient-norm
-clipping). Every epoch is evaluated on dev; the best epoch's weights are kept (early stopping).
+clipping). Every epoch is scored on the held-out frame (dev, or a validation slice of the training
+data); the best epoch's weights are kept (early stopping). A NaN or infinite loss stops the run.
 """
 
 from __future__ import annotations
@@ -35,51 +36,41 @@ from mtt_helpers.data import encode_labels
 from mtt_helpers.model import MultiTaskSentenceTransformer
 from mtt_helpers.precision import autocast_context, resolve_precision
 from mtt_helpers.training.cache import DEFAULT_CACHE, EmbeddingCache
-from mtt_helpers.training.config import TrainConfig, TrainResult
+from mtt_helpers.training.checks import check_inputs, labelled_rows
+from mtt_helpers.training.config import TrainConfig
 from mtt_helpers.training.embedder import BatchEmbedder, make_batch_embedder
 from mtt_helpers.training.evaluate import dev_score, evaluate
 from mtt_helpers.training.freezing import frozen_and_eval_afterwards, set_trainable, set_training_modes, truncated_to
 from mtt_helpers.training.losses import gradient_cosine, task_losses
 from mtt_helpers.training.optim import Optimization, make_optimization
+from mtt_helpers.training.result import TrainResult
 from mtt_helpers.training.rng import torch_seeded
 from mtt_helpers.training.sampling import batch_indices, padding_counts
 
 
-def check_inputs(model: MultiTaskSentenceTransformer, train_frame: pd.DataFrame, dev_frame: pd.DataFrame | None,
-                 tasks: list[str]) -> None:
-    """Raises ``ValueError`` before any work when the tasks, training rows or dev set cannot be used."""
-    unknown = [task for task in tasks if task not in model.config.tasks or task not in train_frame.columns]
-    if unknown:
-        raise ValueError(f"Task(s) {unknown} are not both a model head and a column of train_frame.")
-    if train_frame.empty:
-        raise ValueError("train_frame has no rows.")
-    if dev_frame is None:
-        return
-    if "text" not in dev_frame.columns or dev_frame.empty:
-        raise ValueError("dev_frame has no rows (or no 'text' column); pass dev_frame=None to train without a dev set.")
-    blank = np.flatnonzero(~dev_frame["text"].map(lambda t: isinstance(t, str) and bool(t.strip())).to_numpy())
-    if len(blank):
-        raise ValueError(f"dev_frame has {len(blank)} empty or non-text text(s), at row position(s) "
-                         f"{blank[:5].tolist()}{' ...' if len(blank) > 5 else ''}; drop them first.")
-    unscored = [task for task in tasks if task not in dev_frame.columns or not dev_frame[task].notna().any()]
-    if unscored:
-        raise ValueError(f"dev_frame has no labels for trained task(s) {unscored}: their dev score would be "
-                         "undefined. Add labelled dev rows, train fewer tasks, or pass dev_frame=None.")
-
-
 def _train_epoch(model: MultiTaskSentenceTransformer, embedder: BatchEmbedder, batches: list[np.ndarray],
                  labels: dict[str, torch.Tensor], config: TrainConfig, optimization: Optimization,
-                 step_precision: str, desc: str, cosines: list[float]) -> dict[str, list]:
-    """Runs one epoch's steps; returns each task's ``[sum of losses, steps]`` and appends gradient cosines."""
+                 step_precision: str, epoch: int, cosines: list[float]) -> dict[str, list]:
+    """Runs one epoch's steps; returns each task's ``[sum of losses, steps]`` and appends gradient cosines.
+
+    Raises:
+        FloatingPointError: a loss is NaN or infinite; the step is not taken.
+    """
     totals = {task: [0.0, 0] for task in labels}
-    for index in tqdm(batches, desc=desc, disable=not config.show_progress_bar, leave=False):
+    desc = f"epoch {epoch}/{config.epochs}"
+    for step, index in enumerate(tqdm(batches, desc=desc, disable=not config.show_progress_bar, leave=False), 1):
         with autocast_context(step_precision, model.device):
             logits = model.classify(embedder.embed(index))
         losses = task_losses(logits, {task: target[index] for task, target in labels.items()})
         if not losses:
             continue  # no row of this batch is labelled for a trained task
         for task, value in losses.items():
-            totals[task][0] += value.item()
+            loss = value.item()
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"The {task} loss is {loss} at epoch {epoch}, step {step} of {len(batches)}: training stopped "
+                    "(the weights are those before this step). Lower the learning rates, or train in fp32.")
+            totals[task][0] += loss
             totals[task][1] += 1
         if config.track_gradient_conflict and len(losses) == 2 and optimization.encoder_parameters:
             cosines.append(gradient_cosine(losses, optimization.encoder_parameters))
@@ -89,9 +80,9 @@ def _train_epoch(model: MultiTaskSentenceTransformer, embedder: BatchEmbedder, b
 
 def train(
     model: MultiTaskSentenceTransformer, train_frame: pd.DataFrame, dev_frame: pd.DataFrame | None, config: TrainConfig,
-    cache: EmbeddingCache | None = None,
+    cache: EmbeddingCache | None = None, selection_split: str = "dev",
 ) -> TrainResult:
-    """Trains the model in place and keeps the weights of the best dev epoch.
+    """Trains the model in place and keeps the weights of the best held-out epoch.
 
     Args:
         model: The model; its heads are trained from their current weights.
@@ -99,22 +90,32 @@ def train(
             where an example has no label for that task), e.g. from ``multitask_frame``.
             Labels are encoded in the order of ``model.config.tasks``, the order predictions
             are decoded with.
-        dev_frame: Same columns; scored every epoch, with labels for every trained task.
-            ``None``: no dev set, so every epoch runs and the last one's weights are kept
-            (a fixed schedule: use it when the only labelled held-out data is the set you
-            report on).
+        dev_frame: Same columns; scored every epoch to pick the kept epoch, with labels for every
+            trained task. ``None``: no held-out set, so every epoch runs and the last one's
+            weights are kept (a fixed schedule: use it when the only labelled held-out data is
+            the set you report on).
         config: Strategy and hyper-parameters; ``config.seed`` seeds the run's own generators
             (the caller's global random state is left as it was).
         cache: In-memory embedding cache; default the module's shared one.
+        selection_split: What ``dev_frame`` is, as the history's columns name it: ``"dev"``, or
+            e.g. ``"validation"`` for a slice of the training data (``validation_score``, ...).
 
     Returns:
-        Per-epoch history, best epoch, wall time, gradient cosines, precision, padding.
-        Afterwards, also after an error, the model is in eval mode with every parameter
-        frozen and the encoder's own ``max_seq_length``.
+        Per-epoch history, best epoch, wall time, gradient cosines, precision, padding, the
+        split the epoch was picked on and the labelled rows read. Afterwards, also after an
+        error, the model is in eval mode with every parameter frozen. After success it keeps
+        ``config.max_seq_length`` (:meth:`~mtt_helpers.model.MultiTaskSentenceTransformer.set_max_seq_length`);
+        after an error it has the length it had before.
+
+    Raises:
+        ValueError: unusable inputs (:func:`~mtt_helpers.training.checks.check_inputs`), before any work.
+        FloatingPointError: a loss became NaN or infinite (the message names the task and step).
     """
     start = time.perf_counter()
     tasks = config.tasks or model.task_names
-    check_inputs(model, train_frame, dev_frame, tasks)
+    if not (isinstance(selection_split, str) and selection_split.isidentifier()):
+        raise ValueError(f"selection_split must be a name such as 'dev' or 'validation', got {selection_split!r}.")
+    check_inputs(model, train_frame, dev_frame, tasks, config)
     labels = {task: encode_labels(train_frame, task, model.config.tasks[task]) for task in tasks}
     sources = train_frame["source"].to_numpy() if "source" in train_frame else np.zeros(len(train_frame))
     texts = train_frame["text"].tolist()
@@ -138,8 +139,8 @@ def train(
             if embedder.token_counts is not None:
                 epoch_padded, epoch_real = padding_counts(batches, embedder.token_counts)
                 padded, real = padded + epoch_padded, real + epoch_real
-            totals = _train_epoch(model, embedder, batches, labels, config, optimization, step_precision,
-                                  f"epoch {epoch}/{config.epochs}", cosines)
+            totals = _train_epoch(model, embedder, batches, labels, config, optimization, step_precision, epoch,
+                                  cosines)
             model.eval()
             row = {"epoch": epoch}
             row.update({f"train_loss_{t}": s / n if n else float("nan") for t, (s, n) in totals.items()})
@@ -151,8 +152,8 @@ def train(
             with autocast_context(precision, model.device):
                 metrics = evaluate(model, dev_frame, tasks, embedder.dev_embeddings())
             score = dev_score(metrics)
-            row.update({f"dev_{t}_{m}": v for t, values in metrics.items() for m, v in values.items()})
-            row.update({"dev_score": score, "seconds": time.perf_counter() - epoch_start})
+            row.update({f"{selection_split}_{t}_{m}": v for t, values in metrics.items() for m, v in values.items()})
+            row.update({f"{selection_split}_score": score, "seconds": time.perf_counter() - epoch_start})
             rows.append(row)
             if score > best_score:
                 best_score, best_epoch, stale = score, epoch, 0
@@ -163,8 +164,14 @@ def train(
                     break
         if best_state is not None:
             model.load_state_dict(best_state, strict=False)
+    if config.max_seq_length is not None:
+        model.set_max_seq_length(config.max_seq_length)  # the length it was trained and picked at
+    split_rows = {"train": labelled_rows(train_frame, tasks)}
+    if dev_frame is not None:
+        split_rows[selection_split] = labelled_rows(dev_frame, tasks)
     return TrainResult(pd.DataFrame(rows), best_epoch, time.perf_counter() - start, cosines, precision,
-                       float(padded / real) if real else None)
+                       float(padded / real) if real else None, selection_split if dev_frame is not None else None,
+                       split_rows)
 
 
 def train_sequential(

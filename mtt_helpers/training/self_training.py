@@ -23,7 +23,8 @@ import torch
 from mtt_helpers.data import multitask_frame
 from mtt_helpers.model import MultiTaskSentenceTransformer, eval_mode
 from mtt_helpers.training.cache_embeddings import cached_embeddings
-from mtt_helpers.training.config import TrainConfig, TrainResult
+from mtt_helpers.training.config import TrainConfig
+from mtt_helpers.training.result import TrainResult
 from mtt_helpers.training.freezing import truncated_to
 from mtt_helpers.training.loop import train
 
