@@ -8,7 +8,9 @@ alternating), and for each backend starts the real service in a child process tw
 
 * before: ``--max-batch-texts 4 --max-wait-ms 0``, one 4-text request per model call, as the
   service ran before it batched;
-* after: the default dynamic batching (``--max-batch-texts 64 --max-wait-ms 5``).
+* after: the default dynamic batching (``--max-batch-texts 64 --max-wait-ms 5``);
+
+both with ``--request-timeout-s 600``, so that no request is dropped.
 
 Each service gets 200 requests of 4 texts (800 texts) from 1, 16 and 200 concurrent clients
 (``benchmark_service``); the table gives the percentiles, rates, errors, the run's wall time as a
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -43,6 +46,8 @@ TEXTS_PER_REQUEST = 4
 REQUESTS = 200
 CLIENTS = (1, 16, 200)
 MODES = {"before": ("--max-batch-texts", str(TEXTS_PER_REQUEST), "--max-wait-ms", "0"), "after": ()}
+SERVICE_OPTIONS = ("--request-timeout-s", "600")
+"""Every service: a timeout no request reaches, so that the table measures waiting, not dropping."""
 
 
 def real_texts(folder: Path, per_source: int = 400) -> list[str]:
@@ -65,7 +70,7 @@ def answers_match(url: str, requests: list[list[str]], model) -> dict[str, float
     def post(texts: list[str]) -> list[dict]:
         request = urllib.request.Request(url + "/predict", data=json.dumps({"texts": texts}).encode(),
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as answer:
+        with urllib.request.urlopen(request, timeout=600) as answer:
             return json.load(answer)["predictions"]
 
     with ThreadPoolExecutor(max_workers=len(requests)) as pool:
@@ -87,12 +92,14 @@ def load_rows(model_dir: Path, options: tuple[str, ...], texts: list[str], model
     with service_process(model_dir, *options) as service:
         for clients in CLIENTS:
             before = memory_mb(service.pid)["rss"]
-            stats = benchmark_service(service.url, texts, TEXTS_PER_REQUEST, REQUESTS, concurrency=clients)
+            stats = benchmark_service(service.url, texts, TEXTS_PER_REQUEST, REQUESTS, concurrency=clients,
+                                      timeout=600)
             rows.append({"clients": clients, "p50 ms": stats["p50_ms"], "p95 ms": stats["p95_ms"],
                          "p99 ms": stats["p99_ms"], "requests/s": stats["requests_per_s"],
                          "texts/s": stats["texts_per_s"], "errors": stats["errors"] or "none",
                          "s": stats["seconds"], "x model time": stats["seconds"] / model_seconds,
                          "RSS before MB": before, "RSS after MB": memory_mb(service.pid)["rss"]})
+            print(options, rows[-1], file=sys.stderr)
         requests = [texts[i * TEXTS_PER_REQUEST:(i + 1) * TEXTS_PER_REQUEST] for i in range(REQUESTS)]
         check = answers_match(service.url, requests, model)
         return rows, {"peak RSS MB": memory_mb(service.pid)["peak"], **check}
@@ -107,6 +114,7 @@ def main() -> None:
     if folder is None:
         raise SystemExit("Set MTT_DATA_DIR to the folder holding tweeteval_sentiment/ and huffpost_news_category/.")
     texts = real_texts(folder)
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mtt_service_load_") as work:
         model_dir, onnx_dir = Path(work) / "model", Path(work) / "onnx"
         set_seed(0)
@@ -120,13 +128,14 @@ def main() -> None:
             model = load_predictor(directory, backend)
             model_seconds = fastest_times({"model": lambda: model.predict(texts, batch_size=64)})["model"]
             for mode, options in MODES.items():
-                service_rows, summary = load_rows(directory, ("--backend", backend, *options), texts, model,
-                                                  model_seconds)
+                options = ("--backend", backend, *options, *SERVICE_OPTIONS)
+                service_rows, summary = load_rows(directory, options, texts, model, model_seconds)
                 rows += [{"backend": backend, "mode": mode, **row} for row in service_rows]
                 services.append({"backend": backend, "mode": mode, "model s (800 texts)": model_seconds, **summary})
             del model
     print(f"{REQUESTS} requests of {TEXTS_PER_REQUEST} texts per row; before = one request per model call, "
-          "after = dynamic batching\n")
+          f"after = dynamic batching. {os.cpu_count()} CPUs, load average {load_at_start:.1f} at the start and "
+          f"{os.getloadavg()[0]:.1f} at the end.\n")
     print(markdown_table(pd.DataFrame(rows).set_index("backend"), digits=1,
                          formats={"x model time": "{:.2f}x", "s": "{:.2f}"}))
     print()
