@@ -1,4 +1,5 @@
-"""The service in a child process, for a notebook or a test: ``with running_service(...) as url``."""
+"""The service in a child process, for a notebook, a test or a benchmark: ``with running_service(...) as url``,
+or ``with service_process(...) as service`` for its URL and process id."""
 
 from __future__ import annotations
 
@@ -11,6 +12,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    """A service running in a child process."""
+
+    url: str
+    """The base URL, e.g. ``"http://127.0.0.1:41234"``."""
+
+    pid: int
+    """The child's process id (the server itself), e.g. to read its memory in ``/proc/PID/status``."""
 
 
 def _free_port(host: str) -> int:
@@ -26,13 +39,24 @@ def running_service(
     model_dir: str | os.PathLike, *options: str, host: str = "127.0.0.1", port: int | None = None,
     timeout: float = 120.0,
 ) -> Iterator[str]:
+    """Runs ``mtt serve MODEL_DIR *options`` in a child process while the block runs; yields its base
+    URL. The arguments and errors are :func:`service_process`'s."""
+    with service_process(model_dir, *options, host=host, port=port, timeout=timeout) as service:
+        yield service.url
+
+
+@contextmanager
+def service_process(
+    model_dir: str | os.PathLike, *options: str, host: str = "127.0.0.1", port: int | None = None,
+    timeout: float = 120.0,
+) -> Iterator[ServiceProcess]:
     """Runs ``mtt serve MODEL_DIR *options`` (as ``python -m mtt_helpers serve``) in a child process
     while the block runs.
 
     Example::
 
-        with running_service("onnx_model", "--backend", "onnx", "--precision", "int8-safe") as url:
-            benchmark_service(url, texts, batch_size=32, requests=20)
+        with service_process("onnx_model", "--backend", "onnx", "--precision", "int8-safe") as service:
+            benchmark_service(service.url, texts, batch_size=4, requests=200, concurrency=16)
 
     Args:
         model_dir: Passed to the command.
@@ -42,7 +66,7 @@ def running_service(
         timeout: Seconds to wait for ``GET /health`` to answer 200.
 
     Yields:
-        The base URL, e.g. ``"http://127.0.0.1:41234"``, once ``/health`` answers 200.
+        The :class:`ServiceProcess` (URL and process id), once ``/health`` answers 200.
 
     Raises:
         RuntimeError: the server exited or did not become healthy in time; the message holds
@@ -75,7 +99,7 @@ def running_service(
                 if time.monotonic() > deadline:
                     raise failure(f"GET /health did not answer 200 within {timeout:.0f} s")
                 time.sleep(0.2)
-            yield url
+            yield ServiceProcess(url, process.pid)
         finally:
             process.terminate()
             try:
