@@ -104,11 +104,39 @@ def choose_static(work: Path, texts: list[str], fp32: dict) -> tuple[str, pd.Dat
     return best, table
 
 
+def report_table(predictors: dict, texts: list[str], reference: dict, rows: dict, rounds: int) -> pd.DataFrame:
+    """One row per predictor: agreement, share re-run, batch dependence and speed on ``texts``."""
+    table = []
+    for name, predictor in predictors.items():
+        row = {"graph": name, **agreement(predictor.predict_logits(texts, BATCH), reference, rows)}
+        row["share re-run in fp32"] = getattr(predictor, "last_rerun_share", None)  # before the next call
+        changed, largest = alone_vs_batched(predictor, texts[:ALONE_CHECKED])
+        row[f"labels changed alone vs batched (of {ALONE_CHECKED})"] = changed
+        row["largest logit change alone vs batched"] = largest
+        table.append(row)
+    chunks = [texts[start : start + 200] for start in range(0, len(texts), 200)]
+    seconds = fastest_times({name: (lambda chunk, p=p: p.predict_logits(chunk, BATCH), chunks)
+                             for name, p in predictors.items()}, repeats=rounds)
+    report = pd.DataFrame(table).set_index("graph")
+    report["sentences/s"] = [len(texts) / seconds[name] for name in report.index]
+    return report
+
+
+def print_curve(title: str, predictor: OnnxPredictor, texts: list[str], fp32: dict) -> None:
+    """The cascade's trade-off on ``texts`` for :data:`THRESHOLDS`."""
+    logits = predictor.predict_logits(texts, BATCH)
+    curve = cascade_curve({t: logits[t] for t in TASKS}, {t: fp32[t] for t in TASKS}, THRESHOLDS)
+    print(f"\n{title}:\n")
+    print(markdown_table(curve.set_index("threshold"), digits=4))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("onnx_dir", type=Path, help="an export (mtt export) of a trained model")
     parser.add_argument("--data-dir", type=Path, required=True, help="folder holding the datasets' subfolders")
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds; the fastest counts (default 3)")
+    parser.add_argument("--defaults-only", action="store_true",
+                        help="skip the choice: report quantize_int8's default graph (much faster)")
     args = parser.parse_args()
     quiet()
     splits = dev_texts(args.data_dir)
@@ -123,41 +151,30 @@ def main() -> None:
         validation = tweets[1] + headlines[1]
         print(f"validation: {len(tweets[1])} tweets + {len(headlines[1])} headlines", flush=True)
         fp32_validation = fp32.predict_logits(validation, BATCH)
-        static, candidates = choose_static(work, validation, fp32_validation)
-        print("\nStatic int8 on the validation texts (agreement with fp32 labels on all of them):\n")
-        print(markdown_table(candidates, digits=4, formats={"calibration s": "{:.0f}"}))
-        print(f"\nchosen: {static}")
-        static_validation = OnnxPredictor(work, onnx_file=static, intra_op_num_threads=THREADS).predict_logits(
-            validation, BATCH)
-        curve = cascade_curve({t: static_validation[t] for t in TASKS}, {t: fp32_validation[t] for t in TASKS},
-                              THRESHOLDS)
-        print("\nCascade on the static graph, validation texts:\n")
-        print(markdown_table(curve.set_index("threshold"), digits=4))
+        if args.defaults_only:
+            static = "static-default.onnx"
+            quantize_int8(work / "model.onnx", work / static)
+        else:
+            static, candidates = choose_static(work, validation, fp32_validation)
+            print("\nStatic int8 on the validation texts (agreement with fp32 labels on all of them):\n")
+            print(markdown_table(candidates, digits=4, formats={"calibration s": "{:.0f}"}))
+        print(f"\nstatic graph: {static}")
+        static_predictor = OnnxPredictor(work, onnx_file=static, intra_op_num_threads=THREADS)
+        print_curve("Cascade on the static graph, validation texts", static_predictor, validation, fp32_validation)
 
         quantize_dynamic_int8(work / "model.onnx", work / "dynamic.onnx")
         predictors = {
             "fp32": fp32,
             "dynamic int8": OnnxPredictor(work, onnx_file="dynamic.onnx", intra_op_num_threads=THREADS),
-            "static int8": OnnxPredictor(work, onnx_file=static, intra_op_num_threads=THREADS),
+            "static int8": static_predictor,
             f"int8-safe (static, margin {DEFAULT_MARGIN_THRESHOLD})": CascadePredictor(
                 work, int8_file=static, intra_op_num_threads=THREADS),
         }
         texts = tweets[0] + headlines[0]
         rows = {"topic": np.arange(len(texts)) >= len(tweets[0]), "sentiment": np.arange(len(texts)) < len(tweets[0])}
         reference = fp32.predict_logits(texts, BATCH)
-        table = []
-        for name, predictor in predictors.items():
-            row = {"graph": name, **agreement(predictor.predict_logits(texts, BATCH), reference, rows)}
-            row["share re-run in fp32"] = getattr(predictor, "last_rerun_share", None)  # before the next call
-            changed, largest = alone_vs_batched(predictor, texts[:ALONE_CHECKED])
-            row[f"labels changed alone vs batched (of {ALONE_CHECKED})"] = changed
-            row["largest logit change alone vs batched"] = largest
-            table.append(row)
-        chunks = [texts[start : start + 200] for start in range(0, len(texts), 200)]
-        seconds = fastest_times({name: (lambda chunk, p=p: p.predict_logits(chunk, BATCH), chunks)
-                                 for name, p in predictors.items()}, repeats=args.rounds)
-        report = pd.DataFrame(table).set_index("graph")
-        report["sentences/s"] = [len(texts) / seconds[name] for name in report.index]
+        print_curve("Cascade on the static graph, reported texts", static_predictor, texts, reference)
+        report = report_table(predictors, texts, reference, rows, args.rounds)
         print(f"\n{len(tweets[0])} tweets + {len(headlines[0])} headlines; agreement with ONNX fp32 labels; "
               f"{THREADS} threads, batches of {BATCH}, fastest of {args.rounds} rounds:\n")
         print(markdown_table(report, digits=4, formats={"sentences/s": "{:.1f}",
