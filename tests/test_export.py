@@ -35,9 +35,9 @@ VARIED_TEXTS = [
 
 @pytest.fixture(scope="module")
 def exported(shared_model, onnx_export, tmp_path_factory):
-    """A random-headed model, its export and an int8 copy in a second directory."""
+    """A random-headed model, its export and an int8 copy in a second directory (calibrated on 200 texts)."""
     int8_dir = tmp_path_factory.mktemp("onnx_int8")
-    quantize_int8(onnx_export / ONNX_FILE, int8_dir / INT8_FILE)
+    quantize_int8(onnx_export / ONNX_FILE, int8_dir / INT8_FILE, load_bundled("train")["text"].tolist()[:200])
     return shared_model, onnx_export, int8_dir
 
 

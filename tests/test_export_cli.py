@@ -14,6 +14,7 @@ pytest.importorskip("onnxruntime")
 
 from mtt_helpers import MultiTaskSentenceTransformer
 from mtt_helpers.cli import main as mtt
+from mtt_helpers.data import load_bundled
 from mtt_helpers.onnx import INT8_FILE, ONNX_FILE, OnnxPredictor
 
 TEXTS = ["Shares fell 4% after the earnings call.", "What a goal, what a match!", "Flu jabs, now at the pharmacy."]
@@ -25,9 +26,16 @@ def main(argv):
 
 
 @pytest.fixture(scope="module")
-def exported(saved_model, tmp_path_factory):
+def calibration_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("calibration") / "texts.csv"
+    pd.DataFrame({"text": TEXTS * 4}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(saved_model, calibration_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "onnx"
-    main([str(saved_model), str(out), "--int8"])
+    main([str(saved_model), str(out), "--int8", "--calibration-csv", str(calibration_csv)])
     return out
 
 
@@ -39,6 +47,24 @@ def siblings(path):
 def test_help():
     result = subprocess.run([sys.executable, "-m", "mtt_helpers", "export", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "usage" in result.stdout and "--int8" in result.stdout
+    # The default calibration set, named with its size.
+    assert f"the {len(load_bundled()):,} sentences of the" in " ".join(result.stdout.split())
+
+
+def test_the_int8_graph_names_its_calibration_csv(exported, calibration_csv):
+    metadata = OnnxPredictor(exported, onnx_file=INT8_FILE).metadata
+    assert metadata["int8_calibration_source"] == str(calibration_csv)
+    assert metadata["int8_calibration_texts"] == str(len(TEXTS) * 4)
+
+
+def test_a_bad_calibration_csv_fails_before_the_model_loads(saved_model, tmp_path, capsys):
+    (tmp_path / "no_text.csv").write_text("sentence\nGoal!\n")
+    for csv, message in ((tmp_path / "missing.csv", "not found"), (tmp_path / "no_text.csv", "no 'text' column")):
+        err = run_failing([saved_model, tmp_path / "out", "--int8", "--calibration-csv", csv], capsys)
+        assert "--calibration-csv" in err and message in err
+    err = run_failing([saved_model, tmp_path / "out", "--calibration-csv", tmp_path / "no_text.csv"], capsys)
+    assert "add --int8" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_export_writes_a_directory_that_predict_runs(saved_model, exported, tmp_path):

@@ -1,11 +1,14 @@
 """Export a saved model as a self-contained ONNX directory.
 
-    mtt export MODEL_DIR OUT_DIR [--int8] [--overwrite]
+    mtt export MODEL_DIR OUT_DIR [--int8 [--calibration-csv FILE]] [--overwrite]
 
 MODEL_DIR is a directory written by MultiTaskSentenceTransformer.save (or
 mtt train). OUT_DIR receives model.onnx (and model.int8.onnx with --int8),
 config.json and the tokenizer files; run it with
 mtt predict OUT_DIR INPUT.csv --backend onnx [--precision int8|int8-safe].
+The int8 graph is quantised statically: its activation ranges are measured once
+on calibration texts (--calibration-csv, or the bundled dataset's 1,800
+sentences), so a text's prediction never depends on the other texts of its batch.
 OUT_DIR is written beside its final place and renamed when complete, so a failed export
 leaves nothing behind; it gets a manifest.json listing its files, and --overwrite replaces only
 an earlier export holding nothing that manifest does not list.
@@ -34,7 +37,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model_dir", help="a model directory written by MultiTaskSentenceTransformer.save")
     parser.add_argument("out_dir", help="the ONNX directory to write (must not exist unless --overwrite)")
-    parser.add_argument("--int8", action="store_true", help=f"also write the dynamically quantised {INT8_FILE}")
+    parser.add_argument("--int8", action="store_true", help=f"also write {INT8_FILE}, statically quantised to int8")
+    parser.add_argument(
+        "--calibration-csv", metavar="FILE",
+        help="with --int8: a CSV whose 'text' column calibrates the int8 activation ranges; pick texts like "
+             "those the model will see (default: the 1,800 sentences of the bundled dataset shipped in the package)",
+    )
     parser.add_argument(
         "--overwrite", action="store_true",
         help="replace OUT_DIR if it is an earlier ONNX export holding only the files its manifest.json lists",
@@ -58,11 +66,14 @@ def run(args: argparse.Namespace) -> None:
     check_output_folder(out_dir, f"OUT_DIR {args.out_dir}", ONNX_KIND, [model_dir], args.overwrite)
     if args.opset < 14:
         fail(f"--opset must be at least 14 (scaled dot-product attention), got {args.opset}")
+    if args.calibration_csv is not None and not args.int8:
+        fail("--calibration-csv calibrates the int8 graph; add --int8")
     try:
         import onnx  # noqa: F401  (torch.onnx.export needs it)
         import onnxruntime  # noqa: F401
     except ImportError as error:
         fail(f"exporting needs onnx and onnxruntime (pip install 'mtt_helpers[onnx]'): {error}")
+    calibration = read_calibration(args.calibration_csv) if args.int8 else None
 
     from mtt_helpers.files import write_atomically
     from mtt_helpers.model import MultiTaskSentenceTransformer
@@ -80,7 +91,7 @@ def run(args: argparse.Namespace) -> None:
     def write(directory: Path) -> None:
         write_export_files(model, directory / ONNX_FILE, opset=args.opset)
         if args.int8:
-            quantize_int8(directory / ONNX_FILE, directory / INT8_FILE)
+            quantize_int8(directory / ONNX_FILE, directory / INT8_FILE, calibration)
 
     try:
         write_atomically(out_dir, write, is_dir=True, kind=ONNX_KIND, sources=[model_dir])
@@ -88,3 +99,18 @@ def run(args: argparse.Namespace) -> None:
         fail(f"cannot write OUT_DIR: {error}")
     graphs = ONNX_FILE + (f" and {INT8_FILE}" if args.int8 else "")
     print(f"wrote {graphs} with config.json and the tokenizer to {args.out_dir}", file=sys.stderr)
+    if calibration is not None:
+        print(f"{INT8_FILE} was calibrated on {len(calibration.texts):,} texts from {calibration.source}", file=sys.stderr)
+
+
+def read_calibration(path: str | None):
+    """The calibration texts: ``path``'s ``text`` column, or the bundled dataset when ``path`` is ``None``.
+    Exits with status 2 on a missing or unreadable file, before the model is loaded."""
+    from mtt_helpers.onnx.calibration import bundled_calibration_texts, csv_calibration_texts
+
+    if path is None:
+        return bundled_calibration_texts()
+    try:
+        return csv_calibration_texts(path)
+    except (FileNotFoundError, ValueError) as error:
+        fail(f"--calibration-csv: {error}")

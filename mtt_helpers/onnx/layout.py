@@ -16,6 +16,13 @@ ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 """Suggested file name of the quantised graph, beside :data:`ONNX_FILE`."""
 
+INT8_METADATA = {
+    "int8_method": "how the graph was quantised (static or dynamic, calibration method, weight scales)",
+    "int8_calibration_source": "where the calibration texts came from (static quantisation only)",
+    "int8_calibration_texts": "how many calibration texts there were (static quantisation only)",
+}
+"""Keys an int8 graph's ``metadata_props`` records, with their meaning (``OnnxPredictor.metadata``)."""
+
 EMBEDDING_OUTPUT = "embedding"
 """Name of the graph output holding the L2-normalised sentence embeddings."""
 

@@ -62,6 +62,8 @@ class OnnxPredictor:
         except Exception as error:  # onnxruntime raises its own, non-public error types
             raise ValueError(f"Cannot load ONNX model {str(onnx_path)!r}: {error}") from error
         self.input_names = [node.name for node in self.session.get_inputs()]
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        """The graph's ``metadata_props``: for an int8 graph, how it was made (``layout.INT8_METADATA``)."""
         outputs = {node.name: node.shape for node in self.session.get_outputs()}
         expected = {EMBEDDING_OUTPUT: None, **{logits_output(t): len(labels) for t, labels in self.config.tasks.items()}}
         for name, classes in expected.items():
