@@ -1,3 +1,4 @@
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -18,6 +19,7 @@ from mtt_helpers.data import (
     load_external,
     multitask_frame,
     read_text_csv,
+    sample_fingerprint,
     stratified_sample,
     validation_split,
 )
@@ -259,3 +261,14 @@ def test_real_datasets_load(name):
         assert frame.attrs["task"] == REAL[name]
         assert len(frame) > 400
         assert set(frame["label"]) == set(TASK_LABELS[REAL[name]])
+
+
+def test_sample_fingerprint_names_the_rows_in_order():
+    frame = pd.DataFrame({"text": ["good day", "bad day", "a day"], "label": ["positive", "negative", "neutral"]})
+    expected = hashlib.sha256("good day\tpositive\nbad day\tnegative\na day\tneutral\n".encode()).hexdigest()[:16]
+    assert sample_fingerprint(frame) == expected  # the documented format: results files depend on it
+    assert sample_fingerprint(frame.iloc[::-1]) != expected
+    assert sample_fingerprint(frame.assign(label=["positive", "negative", "positive"])) != expected
+    assert sample_fingerprint(frame.rename(columns={"label": "sentiment"}), label_column="sentiment") == expected
+    with pytest.raises(ValueError, match="No column"):
+        sample_fingerprint(frame, label_column="topic")

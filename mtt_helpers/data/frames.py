@@ -1,4 +1,4 @@
-"""Tables for training: class counts, seeded stratified samples, validation slices, and single-task
+"""Tables for training: class counts, seeded stratified samples (and their fingerprints), validation slices, and single-task
 datasets stacked into one.
 
 ``multitask_frame(...)`` stacks single-task datasets into one table with a column per task, where a
@@ -6,6 +6,8 @@ missing label is ``None`` (``IGNORE_INDEX`` once encoded, skipped by the loss).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -99,6 +101,23 @@ def validation_split(frame: pd.DataFrame, size: int | float, seed: int = 0,
     chosen = np.zeros(len(frame), dtype=bool)
     chosen[positions] = True
     return frame[~chosen], frame[chosen]
+
+
+def sample_fingerprint(frame: pd.DataFrame, label_column: str = "label") -> str:
+    """Names a labelled sample: the first 16 hex digits of the SHA-256 of its rows, in order, each
+    written as ``text<TAB>label<NEWLINE>`` in UTF-8. The same rows in another order, or one label
+    changed, give another fingerprint; so a results file can say which sample it was made from.
+
+    Raises:
+        ValueError: ``frame`` lacks the ``text`` or the label column.
+    """
+    missing = [c for c in ("text", label_column) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"No column(s) {missing}; columns are {list(frame.columns)}.")
+    digest = hashlib.sha256()
+    for text, label in zip(frame["text"], frame[label_column]):
+        digest.update(f"{text}\t{label}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def multitask_frame(**task_frames: pd.DataFrame) -> pd.DataFrame:

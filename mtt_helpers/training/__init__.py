@@ -11,7 +11,8 @@
 * :mod:`~mtt_helpers.training.cache` (with ``cache_embeddings``, ``cache_layers``, ``cache_disk``):
   encoder outputs computed once per text.
 * :mod:`~mtt_helpers.training.contrastive` and :mod:`~mtt_helpers.training.self_training`: the
-  low-resource methods of chapter 04.
+  low-resource methods of chapter 04; :mod:`~mtt_helpers.training.setfit_run`: the SetFit library, which
+  it compares them with.
 """
 
 from mtt_helpers.training.args import read_training_args
@@ -29,13 +30,14 @@ from mtt_helpers.training.optim import optimizer_step
 from mtt_helpers.training.result import TrainResult
 from mtt_helpers.training.sampling import batch_indices, length_grouped_order, padded_token_ratio, padding_counts
 from mtt_helpers.training.self_training import SelfTrainingConfig, pseudo_labels, self_train
+from mtt_helpers.training.setfit_run import SetFitRun, setfit_default_steps, train_setfit
 
 __all__ = [
-    "ALL_LAYERS", "DEFAULT_CACHE", "MAIN_METRIC", "BatchEmbedder", "ContrastiveConfig", "ContrastiveResult",
-    "EmbeddingCache", "SelfTrainingConfig", "TrainConfig", "TrainResult", "batch_indices", "cached_embeddings",
-    "cached_hidden_states", "clear_caches", "contrastive_tune", "dev_score", "embed_from_layer", "evaluate",
-    "gradient_cosine", "length_grouped_order", "make_batch_embedder", "optimizer_step", "padded_token_ratio",
-    "padding_counts", "predict_labels", "pseudo_labels", "read_training_args", "recipe_config", "self_train",
-    "set_trainable", "task_logits", "task_losses", "task_metrics", "text_key", "train", "train_sequential", "truncated_to",
-    "weights_key",
+    "ALL_LAYERS", "BatchEmbedder", "ContrastiveConfig", "ContrastiveResult", "DEFAULT_CACHE", "EmbeddingCache",
+    "MAIN_METRIC", "SelfTrainingConfig", "SetFitRun", "TrainConfig", "TrainResult", "batch_indices",
+    "cached_embeddings", "cached_hidden_states", "clear_caches", "contrastive_tune", "dev_score",
+    "embed_from_layer", "evaluate", "gradient_cosine", "length_grouped_order", "make_batch_embedder",
+    "optimizer_step", "padded_token_ratio", "padding_counts", "predict_labels", "pseudo_labels", "read_training_args", "recipe_config",
+    "self_train", "set_trainable", "setfit_default_steps", "task_logits", "task_losses", "task_metrics", "text_key",
+    "train", "train_sequential", "train_setfit", "truncated_to", "weights_key",
 ]
