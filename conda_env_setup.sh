@@ -84,7 +84,8 @@ echo "==> $KIND: $INSTALLED"
 case "$ACTION" in
   run)
     echo "==> executing notebooks in place"
-    for notebook in notebooks/[0-9]*.ipynb; do
+    for notebook in notebooks/[0-9]*.ipynb notebooks/solutions/[0-9]*.ipynb; do
+      [ -e "$notebook" ] || continue
       echo "    $notebook"
       "${PY[@]}" -m jupyter nbconvert --to notebook --execute --inplace \
         --ExecutePreprocessor.timeout=1800 "$notebook"
