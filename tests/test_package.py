@@ -56,6 +56,24 @@ def test_importing_the_package_and_its_torch_free_parts_does_not_import_torch():
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["train", "--help"],
+    ["train", "--data-dir", "/nonexistent/data", "--out", "model"],
+    ["predict", "/nonexistent/model", "/nonexistent/input.csv"],
+    ["export", "/nonexistent/model", "onnx_out"],
+    ["serve", "/nonexistent/model"],
+], ids=lambda argv: " ".join(argv))
+def test_help_and_argument_errors_import_no_torch(argv, tmp_path):
+    """``--help`` and a bad path come back before torch or transformers is imported (each takes seconds)."""
+    code = ("import sys\nfrom mtt_helpers.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    code = e.code\nheavy = sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules)\n"
+            "print(code, heavy, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    status, heavy = result.stderr.strip().splitlines()[-1].split(" ", 1)
+    assert heavy == "[]", result.stderr
+    assert status == ("0" if "--help" in argv else "2"), result.stderr
+
+
 @pytest.mark.parametrize("package", ["mtt_helpers", "mtt_helpers.onnx", "mtt_helpers.serving"])
 def test_every_lazy_name_resolves(package):
     module = importlib.import_module(package)

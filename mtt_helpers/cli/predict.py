@@ -25,10 +25,10 @@ def read_texts(path: str) -> list[str]:
     Exits with a clear message (naming the file and, where it applies, the line) on a missing
     or unreadable file, a row wider or narrower than the header, or an empty text.
     """
-    from mtt_helpers.data.csv_reader import read_text_csv
-
     if not Path(path).is_file():
         fail(f"input file not found: {path}")
+    from mtt_helpers.data.csv_reader import read_text_csv  # pandas and the data package: after the cheap check
+
     try:
         frame, lines = read_text_csv(path)
     except ValueError as error:
@@ -78,13 +78,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Checks the paths, reads the texts, loads the model, and writes the predictions."""
-    from mtt_helpers.files import write_atomically
-    from mtt_helpers.notebook import quiet
-
-    quiet()
     if args.output:
         check_output_path(args.output, args.input_csv)
     texts = read_texts(args.input_csv)
+
+    from mtt_helpers.files import write_atomically
+    from mtt_helpers.notebook import quiet
+
+    quiet()  # imports transformers to quiet its logging: after the cheap checks
     try:
         from mtt_helpers.backends import load_predictor
 

@@ -71,13 +71,14 @@ def check_outputs(args: argparse.Namespace, out: Path, data_dir: Path) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Checks the options and outputs, reads the data, trains, saves, then scores the saved model on dev."""
-    from mtt_helpers.model import encoder_layer_count
-
     out = Path(args.out).expanduser()
     data_dir = Path(args.data_dir).expanduser()
     if not data_dir.is_dir():
         fail(f"data directory not found: {args.data_dir}")
     check_outputs(args, out, data_dir)
+
+    from mtt_helpers.model import encoder_layer_count  # imports torch: only once the cheap checks have passed
+
     layers = encoder_layer_count()
     if args.layers != "all" and args.layers > layers:
         fail(f"--layers {args.layers}: the encoder has {layers} layers")
