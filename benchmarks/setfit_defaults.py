@@ -1,0 +1,118 @@
+"""SetFit at its documented defaults on chapter 04's labelled samples: the slow runs chapter 04 reads from a file.
+
+    MTT_DATA_DIR=/path/to/data python benchmarks/setfit_defaults.py [--n 32 128 512] [--seeds 0 1 2] [--cap-512 2000]
+
+SetFit's ``TrainingArguments`` defaults (setfit 1.x): ``max_steps=-1``, ``num_iterations=None``,
+``sampling_strategy="oversampling"``, ``num_epochs=(1, 16)``, ``batch_size=(16, 2)``: the sampler
+builds every same-label and every different-label pair of the n examples, and oversampling takes
+the larger count twice (``mtt_helpers.training.setfit_default_steps``). That is 40 steps at n = 32,
+634 at n = 128 and 10,131 at n = 512 for chapter 04's samples: one n = 128 run took 1,795 s on a
+2-core CPU shared with other work, and n = 512 would take about 16 times the steps, far beyond the
+chapter's time budget. So this script runs them
+once, with the chapter's seeds and the chapter's samples (drawn by the same calls), through the same
+function as the chapter (``mtt_helpers.training.train_setfit``), and writes one row per run to
+``notebooks/results/04_setfit_defaults.csv``; chapter 04 reads that file and checks that each
+row's sample fingerprint equals that of the sample it drew itself.
+
+``--cap-512 N`` caps the n = 512 runs at N pair steps (``max_steps``; default 2,000, about 20% of
+the default); the file records the steps run, the default and the share. Each row records the
+precision, the seconds of training and scoring, the library versions and the machine. The file is rewritten after every run (rows of
+sizes and seeds not run this time are kept), so an interrupted run leaves the finished rows, and
+``--seeds`` adds the missing seeds of a size later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import pandas as pd
+
+from mtt_helpers.files import write_atomically
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "notebooks", "results", "04_setfit_defaults.csv")
+SEEDS = (0, 1, 2)
+SIZES = (32, 128, 512)
+POOL_SIZE = max(SIZES)
+TOPIC_ROWS = 3000  # chapter 04 loads its training data with this topic sample (the tweets are not sampled)
+
+
+def chapter_samples() -> dict[tuple[int, int], pd.DataFrame]:
+    """Chapter 04's labelled samples, drawn by the same calls as the notebook: a pool of 512 tweets per
+    seed, and each size's sample drawn from that seed's pool."""
+    from mtt_helpers.data import load_task_data, stratified_sample
+
+    data = load_task_data("train", max_per_task={"topic": TOPIC_ROWS}, seed=0)
+    if not data.real:
+        raise SystemExit(f"{data.source} The results file describes the public datasets: set MTT_DATA_DIR to "
+                         "their folder (tweeteval_sentiment/, huffpost_news_category/), or go online to download them.")
+    pools = {seed: stratified_sample(data.sentiment, POOL_SIZE, seed=seed) for seed in SEEDS}
+    return {(n, seed): stratified_sample(pools[seed], n, seed=seed) for n in SIZES for seed in SEEDS}
+
+
+def versions() -> dict[str, str]:
+    import sentence_transformers
+    import setfit
+    import torch
+    import transformers
+
+    import mtt_helpers
+
+    return {"setfit": setfit.__version__, "sentence_transformers": sentence_transformers.__version__,
+            "transformers": transformers.__version__, "torch": torch.__version__, "mtt_helpers": mtt_helpers.__version__,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+
+
+def write(rows: list[dict]) -> None:
+    """The finished rows, plus the rows of other (n, seed) pairs already in the file."""
+    frame = pd.DataFrame(rows)
+    if os.path.exists(RESULTS):
+        old = pd.read_csv(RESULTS)
+        done = set(zip(frame["n"], frame["seed"]))
+        frame = pd.concat([old[[(n, seed) not in done for n, seed in zip(old["n"], old["seed"])]], frame])
+    frame = frame.sort_values(["n", "seed"])
+    write_atomically(RESULTS, lambda path: frame.to_csv(path, index=False, float_format="%.6f"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=list(SIZES), choices=SIZES, help="sizes to run (default: all)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), choices=SEEDS, help="seeds to run (default: all)")
+    parser.add_argument("--cap-512", type=int, default=2000, help="pair-step cap for n = 512 (default 2000)")
+    args = parser.parse_args()
+    if args.cap_512 < 1:
+        parser.error(f"--cap-512 must be >= 1, got {args.cap_512}")
+
+    from mtt_helpers.data import TASK_LABELS, load_task_data, sample_fingerprint
+    from mtt_helpers.notebook import quiet
+    from mtt_helpers.training import setfit_default_steps, task_metrics, train_setfit
+
+    shared = versions()  # imports setfit, which turns its own logging up to INFO: before quiet() turns it down
+    quiet()
+    samples = chapter_samples()
+    dev = load_task_data("dev").sentiment
+    rows = []
+    for n in sorted(set(args.n)):
+        for seed in sorted(set(args.seeds)):
+            labelled = samples[n, seed]
+            default = setfit_default_steps(labelled["label"].tolist())
+            cap = args.cap_512 if n == 512 and args.cap_512 < default else None
+            start = time.perf_counter()  # training and scoring, as the chapter times each run
+            run = train_setfit(labelled["text"].tolist(), labelled["label"].tolist(), seed, max_steps=cap or -1)
+            if run.steps != (cap or default):
+                raise RuntimeError(f"n = {n}, seed {seed}: SetFit ran {run.steps} steps, expected {cap or default}.")
+            metrics = task_metrics(dev["label"], run.predict_labels(dev["text"].tolist()), TASK_LABELS["sentiment"])
+            rows.append({"n": n, "seed": seed, "sample_hash": sample_fingerprint(labelled), "default_steps": default,
+                         "steps": run.steps, "share_of_default": run.steps / default,
+                         "macro_recall": metrics["macro_recall"], "macro_f1": metrics["macro_f1"],
+                         "seconds": time.perf_counter() - start, "precision": run.precision, **shared})
+            print({k: rows[-1][k] for k in ("n", "seed", "steps", "default_steps", "macro_recall", "seconds")}, flush=True)
+            write(rows)
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
