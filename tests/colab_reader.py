@@ -6,11 +6,13 @@ On Colab, each chapter's first code cell installs the package with
 :class:`ColabEnvironments` builds one virtual environment per distinct set of extras: torch first (the
 spec conda_env_setup.sh installs), then the project's wheel with those extras under the same
 constraints, plus ipykernel (Colab brings its own kernel), and registers it as a Jupyter kernel.
-:func:`run_notebook` executes a notebook on that kernel and turns a failing cell into one clear error.
+:func:`run_notebook` executes a notebook on that kernel and turns a failing cell into one clear error;
+:func:`check_imports` checks, in seconds, that what a notebook imports can be imported there.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -181,3 +183,73 @@ def run_notebook(path: Path, kernel: Kernel, timeout: int, env: dict[str, str] |
         raise NotebookFailed(f"{path.name}, cell {index} ({source.strip().splitlines()[0] if source.strip() else '?'}), "
                              f"failed with only {kernel.installed} installed: {error.ename}: {error.evalue}{hint}") from None
     return notebook
+
+
+IMPORT_CHECK = r"""
+import ast, importlib, inspect, sys, textwrap
+statements, project = sys.argv[1], sys.argv[2]
+names = {}
+exec(compile(statements, "<the notebook's imports>", "exec"), names)  # module-level imports happen here
+problems = []
+for value in list(names.values()):
+    if not callable(value) or str(getattr(value, "__module__", "")).split(".")[0] != project:
+        continue
+    try:
+        source = textwrap.dedent(inspect.getsource(value))
+    except (OSError, TypeError):
+        continue
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            wanted = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            wanted = [node.module]
+        else:
+            continue
+        for target in wanted:
+            try:
+                importlib.import_module(target)
+            except ImportError as error:
+                problems.append(f"{value.__module__}.{value.__qualname__} imports {target}: {error}")
+for name, module in list(sys.modules.items()):  # a subpackage is one idea, installed by one extra: all of it
+    if name.startswith(project + ".") and hasattr(module, "__path__") and hasattr(module, "__getattr__"):
+        for public in getattr(module, "__all__", []):
+            try:
+                getattr(module, public)  # imports the module behind a lazily exported name
+            except ImportError as error:
+                problems.append(f"{name}.{public} (imported on first use) needs {error.name}: {error}")
+print("\n".join(sorted(set(problems))))
+sys.exit(1 if problems else 0)
+"""
+"""Runs in the fresh environment: executes the notebook's import statements (which imports every module
+they load, with its module-level imports); then, for each function or class of the project the notebook
+names, the imports inside its body, which a call would make later; then every name of each subpackage
+the notebook loaded whose names are imported on first use (``mtt_helpers.onnx``, ``mtt_helpers.serving``):
+a chapter that uses a subpackage installs the extra behind all of it (a service the chapter starts in a
+child process imports FastAPI there, not in the notebook)."""
+
+
+def notebook_imports(path: Path) -> str:
+    """The module-level ``import`` and ``from ... import`` statements of a notebook's code cells, in order."""
+    lines = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(line[:len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+                           for line in cell.source.splitlines())  # IPython magics become `pass`, keeping indentation
+        lines += [ast.unparse(node) for node in ast.parse(source).body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    return "\n".join(lines)
+
+
+def check_imports(path: Path, kernel: Kernel) -> None:
+    """Checks in ``kernel``'s environment that everything ``path`` imports, and every package the project
+    modules it loads import (at module level or inside functions), can be imported there.
+
+    Raises:
+        NotebookFailed: naming each import that failed and the install the environment holds.
+    """
+    result = subprocess.run([str(kernel.python), "-c", IMPORT_CHECK, notebook_imports(path), kernel.project],
+                            capture_output=True, text=True, env=clean_environment(), cwd=path.parent)
+    if result.returncode != 0:
+        raise NotebookFailed(f"{path.name}: with only {kernel.installed} installed, these imports fail "
+                             f"(its first cell must install the extra that brings them):\n"
+                             f"{result.stdout.strip() or result.stderr.strip()[-3000:]}")
