@@ -1,6 +1,6 @@
 """SetFit at its documented defaults on chapter 04's labelled samples: the slow runs chapter 04 reads from a file.
 
-    MTT_DATA_DIR=/path/to/data python benchmarks/setfit_defaults.py [--n 32 128 512] [--seeds 0 1 2] [--cap-512 2000]
+    MTT_DATA_DIR=/path/to/data python benchmarks/setfit_defaults.py [--n 32 128 512] [--seeds 0 1 2] [--cap-512 634]
 
 SetFit's ``TrainingArguments`` defaults (setfit 1.x): ``max_steps=-1``, ``num_iterations=None``,
 ``sampling_strategy="oversampling"``, ``num_epochs=(1, 16)``, ``batch_size=(16, 2)``: the sampler
@@ -14,11 +14,12 @@ function as the chapter (``mtt_helpers.training.train_setfit``), and writes one 
 ``notebooks/results/04_setfit_defaults.csv``; chapter 04 reads that file and checks that each
 row's sample fingerprint equals that of the sample it drew itself.
 
-``--cap-512 N`` caps the n = 512 runs at N pair steps (``max_steps``; default 2,000, about 20% of
-the default); the file records the steps run, the default and the share. Each row records the
-precision, the seconds of training and scoring, the library versions and the machine. The file is rewritten after every run (rows of
-sizes and seeds not run this time are kept), so an interrupted run leaves the finished rows, and
-``--seeds`` adds the missing seeds of a size later.
+``--cap-512 N`` caps the n = 512 runs at N pair steps (``max_steps``; default 634: SetFit's
+default budget at n = 128, 6.3% of its default at n = 512); the file records the steps run, the
+default and the share. Each row records the precision, the seconds of training and scoring, the
+library versions and the machine. The file is rewritten after every run (rows of sizes and seeds
+not run this time are kept), so an interrupted run leaves the finished rows, and ``--seeds`` adds
+the missing seeds of a size later.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=list(SIZES), choices=SIZES, help="sizes to run (default: all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), choices=SEEDS, help="seeds to run (default: all)")
-    parser.add_argument("--cap-512", type=int, default=2000, help="pair-step cap for n = 512 (default 2000)")
+    parser.add_argument("--cap-512", type=int, default=634, help="pair-step cap for n = 512 (default 634, the default budget at n = 128)")
     args = parser.parse_args()
     if args.cap_512 < 1:
         parser.error(f"--cap-512 must be >= 1, got {args.cap_512}")

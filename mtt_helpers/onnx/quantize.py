@@ -156,13 +156,17 @@ def quantize_int8(
         )
         model = onnx.load(str(quantized))
     restore_fp32_consumers(model)
-    weights = "per-channel" if per_channel else "per-tensor"
     return _finish(onnx_path, out_path, model, {
-        "int8_method": f"static QDQ (onnxruntime quantize_static), {method} calibration, {weights} int8 weights, "
-                       "uint8 activations",
+        "int8_method": f"static QDQ (onnxruntime quantize_static), {method} calibration, "
+                       f"{_weight_scales(per_channel)} int8 weights, uint8 activations",
         "int8_calibration_source": calibration.source,
         "int8_calibration_texts": str(len(calibration.texts)),
     })
+
+
+def _weight_scales(per_channel: bool) -> str:
+    """How the int8 weights are scaled, in the words the graph's metadata uses."""
+    return "per-channel" if per_channel else "per-tensor"
 
 
 def quantize_dynamic_int8(
@@ -182,7 +186,7 @@ def quantize_dynamic_int8(
         quantized = Path(scratch) / "model.int8.onnx"
         quantize_dynamic(onnx_path, quantized, weight_type=QuantType.QInt8, per_channel=per_channel)
         model = onnx.load(str(quantized))
-    weights = "per-channel" if per_channel else "per-tensor"
     return _finish(onnx_path, out_path, model, {
-        "int8_method": f"dynamic (onnxruntime quantize_dynamic), {weights} int8 weights, activation scales per batch",
+        "int8_method": f"dynamic (onnxruntime quantize_dynamic), {_weight_scales(per_channel)} int8 weights, "
+                       "activation scales per batch",
     })
