@@ -49,11 +49,11 @@ def test_bad_precision_is_refused_before_the_model_loads():
         train_setfit(["a", "b"], ["x", "y"], 0, precision="fp16")
 
 
-def test_a_run_at_the_defaults_takes_the_default_steps_and_predicts_known_labels():
+def test_a_run_at_the_defaults_takes_the_default_steps_in_fp32_and_predicts_known_labels():
     pytest.importorskip("setfit")
     frame = stratified_sample(load_bundled("train"), 6, label_column="sentiment", seed=0)
     texts, labels = frame["text"].tolist(), frame["sentiment"].tolist()
-    run = train_setfit(texts, labels, seed=0, precision="fp32")
+    run = train_setfit(texts, labels, seed=0)  # SetFit's own precision, fp32, even where bf16 is native
     assert run.steps == setfit_default_steps(labels) and run.precision == "fp32" and run.seconds > 0
     assert set(run.predict_labels(texts + ["a new sentence"])) <= set(labels)
     capped = train_setfit(texts, labels, seed=0, max_steps=1, precision="fp32")
