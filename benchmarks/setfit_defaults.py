@@ -16,7 +16,8 @@ file and checks that each row's sample fingerprint equals that of the sample it 
 
 The runs chapter 04 reads, and the commands that make them:
 
-- at SetFit's defaults, in fp32 (SetFit's own precision on a CPU): no arguments;
+- at SetFit's defaults, in fp32 (SetFit's own precision on a CPU): ``--n 32 128`` (without ``--n``,
+  n = 512 runs too, capped by ``--cap-512``: the chapter's 9c);
 - compute-matched to the chapter's method 8, 40 pair steps: ``--max-steps 40 --n 128 512``
   (at n = 32 the default is 40 steps, so the defaults row serves);
 - at the defaults under bf16 autocast, as the chapter's own methods run: ``--precision auto --n 128``.
