@@ -40,6 +40,7 @@ import time
 import pandas as pd
 
 from mtt_helpers.files import write_atomically
+from mtt_helpers.precision import cpu_bf16_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "notebooks", "results", "04_setfit_defaults.csv")
@@ -72,7 +73,7 @@ def versions() -> dict[str, str]:
 
     return {"setfit": setfit.__version__, "sentence_transformers": sentence_transformers.__version__,
             "transformers": transformers.__version__, "torch": torch.__version__, "mtt_helpers": mtt_helpers.__version__,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, bf16: {' '.join(cpu_bf16_flags()) or 'none'}"}
 
 
 ROW_KEY = ["n", "seed", "steps", "precision"]  # one run: a row with the same key is replaced

@@ -29,21 +29,26 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 matrix instructions.
-
-    Reads the ``flags`` line of ``/proc/cpuinfo`` (Linux) and looks for ``avx512_bf16`` or
-    ``amx_bf16``. Anywhere else (macOS, Windows, Arm, no ``/proc``) it answers ``False``: those
-    CPUs were not measured, and fp32 is the safe choice there.
-    """
+def cpu_bf16_flags() -> tuple[str, ...]:
+    """The :data:`CPU_BF16_FLAGS` this CPU has, read from the ``flags`` line of ``/proc/cpuinfo``
+    (Linux); empty anywhere else (macOS, Windows, Arm, no ``/proc``)."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return False
+        return ()
     for line in text.splitlines():
         if line.startswith("flags"):
-            return any(flag in line.split(":", 1)[-1].split() for flag in CPU_BF16_FLAGS)
-    return False
+            present = set(line.split(":", 1)[-1].split())
+            return tuple(flag for flag in CPU_BF16_FLAGS if flag in present)
+    return ()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions: ``avx512_bf16`` or ``amx_bf16`` among its
+    ``/proc/cpuinfo`` flags (:func:`cpu_bf16_flags`). Anywhere else (macOS, Windows, Arm, no
+    ``/proc``) it answers ``False``: those CPUs were not measured, and fp32 is the safe choice there.
+    """
+    return bool(cpu_bf16_flags())
 
 
 def cuda_has_native_bf16(device: torch.device) -> bool:

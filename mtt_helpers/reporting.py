@@ -1,8 +1,10 @@
-"""Results tables for the files the README includes."""
+"""Results tables for the files the README includes, and files of training runs a notebook reads back."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,3 +47,86 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3, formats: Mapping[str, s
         cells = [cell(value, str(column)) for column, value in zip(frame.columns, row)]
         lines.append("| " + " | ".join([cell(index)] + cells) + " |")
     return "\n".join(lines)
+
+
+@dataclass
+class RunsFile:
+    """A CSV file of a notebook's training runs, for runs too slow to repeat on every execution.
+
+    Executed in full, the notebook makes every run and :meth:`write` saves them, one row per run.
+    Executed as usual, it makes only some runs again and :meth:`combine` reads the others from the
+    file, after two checks: every filed run was made from the sample the notebook draws for it (a
+    fingerprint per run), and every run made again scores what its filed copy scored.
+    """
+
+    path: Path
+    """The CSV file (written with the notebook, beside its other results)."""
+    key: list[str]
+    """Columns that name one run, e.g. ``["method", "n", "seed"]``: at most one row per value."""
+    scores: list[str]
+    """Columns a run made again must reproduce (within ``tolerance``; missing on both sides counts as equal)."""
+    command: str
+    """The command that rewrites the file, named in every error."""
+    tolerance: float = 0.02
+    """Largest difference allowed between a run made again and its filed copy, on every ``scores`` column
+    (bf16 arithmetic differs a little between processors, and a few-shot run carries that into its score)."""
+    fingerprint_column: str = "sample_hash"
+    """The column naming the sample each run was made from (see ``mtt_helpers.data.sample_fingerprint``)."""
+
+    def write(self, runs: pd.DataFrame) -> None:
+        """Saves ``runs`` (every run, with ``key``, ``scores`` and the fingerprint column) as the file."""
+        self._check_columns(runs, "the runs to write")
+        if runs.duplicated(self.key).any():
+            raise ValueError(f"Two runs share a key {self.key}: {runs[runs.duplicated(self.key)][self.key].to_dict('records')}.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        runs.to_csv(self.path, index=False)
+
+    def combine(self, live: pd.DataFrame, fingerprints: Mapping[tuple, str], sample_key: list[str]) -> pd.DataFrame:
+        """The file's runs, with the runs made again (``live``) in place of their filed copies.
+
+        Args:
+            live: The runs made in this execution; each must be in the file.
+            fingerprints: The notebook's samples: ``tuple(row[sample_key])`` -> fingerprint.
+            sample_key: The columns of ``key`` that name a run's sample, e.g. ``["n", "seed"]``.
+
+        Returns:
+            One row per filed run, in the file's order, with the file's columns.
+
+        Raises:
+            FileNotFoundError: no file.
+            ValueError: a filed run was made from another sample, a run made here is not in the
+                file, or it differs from its filed copy by more than ``tolerance``.
+        """
+        if not self.path.exists():
+            raise FileNotFoundError(f"No {self.path}: make it with `{self.command}`.")
+        filed = pd.read_csv(self.path, dtype={self.fingerprint_column: str})
+        self._check_columns(filed, str(self.path))
+        self._check_columns(live, "the runs made here")
+        expected = [fingerprints.get(tuple(row)) for row in filed[sample_key].itertuples(index=False)]
+        stale = filed.loc[[e != f for e, f in zip(expected, filed[self.fingerprint_column])], self.key]
+        if len(stale):
+            raise ValueError(f"{self.path} was made from other samples than this notebook draws, for runs "
+                             f"{stale.to_dict('records')[:5]}: make it again with `{self.command}`.")
+        filed_index = pd.MultiIndex.from_frame(filed[self.key])
+        live_index = pd.MultiIndex.from_frame(live[self.key])
+        missing = [key for key in live_index if key not in filed_index]
+        if missing:
+            raise ValueError(f"{self.path} holds no run {self.key} = {missing[:5]}: make it again with `{self.command}`.")
+        position = filed_index.get_indexer(live_index)
+        for column in self.scores:
+            here = pd.to_numeric(live[column]).to_numpy(dtype=float)
+            there = pd.to_numeric(filed[column]).to_numpy(dtype=float)[position]
+            differs = ~((np.isnan(here) & np.isnan(there)) | (np.abs(here - there) <= self.tolerance))
+            if differs.any():
+                first = int(np.argmax(differs))
+                raise ValueError(f"The run {dict(zip(self.key, live_index[first]))} scored {column} = {here[first]:.4f} "
+                                 f"here and {there[first]:.4f} in {self.path} (tolerance {self.tolerance}).")
+        combined = filed.copy()
+        columns = [c for c in filed.columns if c in live.columns]
+        combined.loc[position, columns] = live[columns].to_numpy()
+        return combined.astype(filed.dtypes.to_dict())
+
+    def _check_columns(self, frame: pd.DataFrame, what: str) -> None:
+        missing = [c for c in [*self.key, *self.scores, self.fingerprint_column] if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{what} lack(s) column(s) {missing}.")

@@ -30,3 +30,39 @@ def test_markdown_table_formats_per_column_and_shows_missing_cells_as_a_dash():
     ]
     with pytest.raises(ValueError, match=r"formats name column\(s\) \['speeed'\]"):
         markdown_table(frame, formats={"speeed": "{:.2f}"})
+
+
+def _runs_file(tmp_path):
+    from mtt_helpers.reporting import RunsFile
+    return RunsFile(tmp_path / "runs.csv", key=["method", "seed"], scores=["score"], command="make runs")
+
+
+def _runs():
+    return pd.DataFrame({"method": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1], "score": [0.5, 0.6, 0.7, float("nan")],
+                         "seconds": [1.0, 2.0, 3.0, 4.0], "sample_hash": ["h0", "h1", "h0", "h1"]})
+
+
+def test_runs_file_puts_the_runs_made_again_in_place_of_their_filed_copies(tmp_path):
+    runs_file = _runs_file(tmp_path)
+    runs_file.write(_runs())
+    live = _runs().iloc[[0, 2]].assign(score=[0.503, 0.7], seconds=[9.0, 8.0])
+    combined = runs_file.combine(live, {(0,): "h0", (1,): "h1"}, ["seed"])
+    assert combined["method"].tolist() == ["a", "a", "b", "b"]  # the file's order
+    assert combined["seconds"].tolist() == [9.0, 2.0, 8.0, 4.0]  # live rows replace filed ones, others are read
+    assert combined["score"].iloc[0] == 0.503 and pd.isna(combined["score"].iloc[3])
+
+
+def test_runs_file_refuses_a_run_that_scores_otherwise_a_stale_sample_or_a_missing_run(tmp_path):
+    runs_file = _runs_file(tmp_path)
+    with pytest.raises(FileNotFoundError, match="make runs"):
+        runs_file.combine(_runs(), {}, ["seed"])
+    runs_file.write(_runs())
+    fingerprints = {(0,): "h0", (1,): "h1"}
+    with pytest.raises(ValueError, match=r"scored score = 0\.5300 here and 0\.5000"):
+        runs_file.combine(_runs().iloc[[0]].assign(score=0.53), fingerprints, ["seed"])
+    with pytest.raises(ValueError, match="other samples.*make runs"):
+        runs_file.combine(_runs().iloc[[0]], {(0,): "h0", (1,): "changed"}, ["seed"])
+    with pytest.raises(ValueError, match="holds no run"):
+        runs_file.combine(_runs().iloc[[0]].assign(method="c"), fingerprints, ["seed"])
+    with pytest.raises(ValueError, match="share a key"):
+        runs_file.write(pd.concat([_runs(), _runs().iloc[[0]]]))
