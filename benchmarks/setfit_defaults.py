@@ -7,7 +7,7 @@ SetFit's ``TrainingArguments`` defaults (setfit 1.x): ``max_steps=-1``, ``num_it
 ``sampling_strategy="oversampling"``, ``num_epochs=(1, 16)``, ``batch_size=(16, 2)``: the sampler
 builds every same-label and every different-label pair of the n examples, and oversampling takes
 the larger count twice (``mtt_helpers.training.setfit_default_steps``). That is 40 steps at n = 32,
-634 at n = 128 and 10,131 at n = 512 for chapter 04's samples: about 10 minutes per n = 128 run on
+634 at n = 128 and 10,131 at n = 512 for chapter 04's samples: about 5 minutes per n = 128 run on
 a 2-core CPU in fp32, and n = 512 would take 16 times the steps, far beyond the chapter's time
 budget. So this script runs them once, with the chapter's seeds and the chapter's samples (drawn by
 the same calls), through the same function as the chapter (``mtt_helpers.training.train_setfit``),
