@@ -58,8 +58,8 @@ def test_runs_file_refuses_a_run_that_scores_otherwise_a_stale_sample_or_a_missi
         runs_file.combine(_runs(), {}, ["seed"])
     runs_file.write(_runs())
     fingerprints = {(0,): "h0", (1,): "h1"}
-    with pytest.raises(ValueError, match=r"scored score = 0\.5300 here and 0\.5000"):
-        runs_file.combine(_runs().iloc[[0]].assign(score=0.53), fingerprints, ["seed"])
+    with pytest.raises(ValueError, match=r"scored score = 0\.5400 here and 0\.5000"):
+        runs_file.combine(_runs().iloc[[0]].assign(score=0.54), fingerprints, ["seed"])
     with pytest.raises(ValueError, match="other samples.*make runs"):
         runs_file.combine(_runs().iloc[[0]], {(0,): "h0", (1,): "changed"}, ["seed"])
     with pytest.raises(ValueError, match="holds no run"):
