@@ -73,12 +73,30 @@ class RunsFile:
     on a few dozen labels carries that into its score)."""
     fingerprint_column: str = "sample_hash"
     """The column naming the sample each run was made from (see ``mtt_helpers.data.sample_fingerprint``)."""
+    mode: str = "read"
+    """What :meth:`merge` does: ``"read"``, only some runs were made here and the file supplies the rest
+    (:meth:`combine`); ``"write"``, every run was made here and becomes the file (:meth:`write`);
+    ``"off"``, every run was made here and the file is left alone (data the file does not describe)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("read", "write", "off"):
+            raise ValueError(f"mode must be 'read', 'write' or 'off', got {self.mode!r}.")
+
+    def merge(self, live: pd.DataFrame, fingerprints: Mapping[tuple, str], sample_key: list[str]) -> pd.DataFrame:
+        """The runs to use, by ``mode``: the file's runs with ``live`` in their place (``"read"``), or
+        ``live`` alone, saved as the file first (``"write"``) or not (``"off"``)."""
+        if self.mode == "read":
+            return self.combine(live, fingerprints, sample_key)
+        if self.mode == "write":
+            self.write(live)
+        return live
 
     def write(self, runs: pd.DataFrame) -> None:
         """Saves ``runs`` (every run, with ``key``, ``scores`` and the fingerprint column) as the file."""
         self._check_columns(runs, "the runs to write")
-        if runs.duplicated(self.key).any():
-            raise ValueError(f"Two runs share a key {self.key}: {runs[runs.duplicated(self.key)][self.key].to_dict('records')}.")
+        repeated = runs.duplicated(self.key)
+        if repeated.any():
+            raise ValueError(f"Two runs share a key {self.key}: {runs[repeated][self.key].to_dict('records')}.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         runs.to_csv(self.path, index=False)
 
@@ -108,12 +126,11 @@ class RunsFile:
         if len(stale):
             raise ValueError(f"{self.path} was made from other samples than this notebook draws, for runs "
                              f"{stale.to_dict('records')[:5]}: make it again with `{self.command}`.")
-        filed_index = pd.MultiIndex.from_frame(filed[self.key])
         live_index = pd.MultiIndex.from_frame(live[self.key])
-        missing = [key for key in live_index if key not in filed_index]
-        if missing:
+        position = pd.MultiIndex.from_frame(filed[self.key]).get_indexer(live_index)  # -1: not in the file
+        if (position < 0).any():
+            missing = list(live_index[position < 0])
             raise ValueError(f"{self.path} holds no run {self.key} = {missing[:5]}: make it again with `{self.command}`.")
-        position = filed_index.get_indexer(live_index)
         for column in self.scores:
             here = pd.to_numeric(live[column]).to_numpy(dtype=float)
             there = pd.to_numeric(filed[column]).to_numpy(dtype=float)[position]

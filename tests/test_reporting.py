@@ -66,3 +66,14 @@ def test_runs_file_refuses_a_run_that_scores_otherwise_a_stale_sample_or_a_missi
         runs_file.combine(_runs().iloc[[0]].assign(method="c"), fingerprints, ["seed"])
     with pytest.raises(ValueError, match="share a key"):
         runs_file.write(pd.concat([_runs(), _runs().iloc[[0]]]))
+
+
+def test_runs_file_merge_reads_writes_or_leaves_the_file_by_mode(tmp_path):
+    from mtt_helpers.reporting import RunsFile
+    path, fingerprints = tmp_path / "runs.csv", {(0,): "h0", (1,): "h1"}
+    make = lambda mode: RunsFile(path, key=["method", "seed"], scores=["score"], command="make runs", mode=mode)
+    assert make("off").merge(_runs(), fingerprints, ["seed"]) is not None and not path.exists()  # off: no file made
+    assert len(make("write").merge(_runs(), fingerprints, ["seed"])) == 4 and path.exists()
+    assert len(make("read").merge(_runs().iloc[[0]], fingerprints, ["seed"])) == 4  # the other three from the file
+    with pytest.raises(ValueError, match="mode must be"):
+        make("append")
