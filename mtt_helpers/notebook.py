@@ -1,7 +1,7 @@
 """Global state, set only at entry points (notebooks, scripts, the command line): seeds and quiet output.
 
-Library code never calls these: :func:`~mtt_helpers.training.train` seeds its own generators and
-leaves the caller's alone.
+Library code never calls these: ``mtt_helpers.train`` seeds generators of its own and leaves the
+caller's alone.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import random
 import sys
 import warnings
 
-from mtt_helpers.predictions import InputWarning
+from mtt_core.predictions import InputWarning
 
 
 def set_seed(seed: int) -> None:
@@ -33,7 +33,7 @@ def set_seed(seed: int) -> None:
 
 
 def show_input_warnings() -> None:
-    """Shows every :class:`~mtt_helpers.predictions.InputWarning`, not once per code location
+    """Shows every :class:`~mtt_core.predictions.InputWarning`, not once per code location
     (Python's default), so that each call reports its own input."""
     warnings.filterwarnings("always", category=InputWarning)
 
@@ -43,7 +43,7 @@ def quiet() -> None:
 
     Library warnings (``FutureWarning``, ``UserWarning``, ``DeprecationWarning``) and
     library logging below ``ERROR`` are hidden; this project's own
-    :class:`~mtt_helpers.predictions.InputWarning` stays visible (every time: see
+    :class:`~mtt_core.predictions.InputWarning` stays visible (every time: see
     :func:`show_input_warnings`), since it reports something about the user's data.
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -27,19 +27,6 @@ def encoder():
     return load_encoder(device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def encoder_token_limit_restored(request):
-    """A trained model keeps its run's token limit on its encoder; a test that trains a model built on
-    the session's shared encoder must not hand that limit to the tests after it."""
-    if "encoder" not in request.fixturenames:
-        yield
-        return
-    shared = request.getfixturevalue("encoder")
-    own = shared.max_seq_length
-    yield
-    shared.max_seq_length = own
-
-
 @pytest.fixture()
 def model(encoder):
     return seeded_model(encoder)
@@ -61,12 +48,12 @@ def saved_model(tmp_path_factory, shared_model):
 
 @pytest.fixture(scope="session")
 def onnx_export(tmp_path_factory, shared_model):
-    """``shared_model`` exported to ONNX: ``model.onnx`` and ``model.int8.onnx`` in one directory, with
-    ``config.json`` and the tokenizer files."""
+    """``shared_model`` exported to ONNX: ``model.onnx`` and ``model.int8.onnx`` in one folder, with
+    ``config.json``, the tokenizer files and the manifest."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from mtt_helpers.onnx import INT8_FILE, ONNX_FILE, export_onnx, quantize_int8
+    from mtt_helpers.onnx import export_onnx, quantize_int8
 
-    directory = tmp_path_factory.mktemp("onnx_export")
-    quantize_int8(export_onnx(shared_model, directory / ONNX_FILE), directory / INT8_FILE)
+    directory = tmp_path_factory.mktemp("onnx_export") / "export"
+    quantize_int8(export_onnx(shared_model, directory))
     return directory
