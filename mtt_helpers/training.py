@@ -366,7 +366,7 @@ def evaluate(model: MultiTaskSentenceTransformer, frame: pd.DataFrame, tasks: li
         if not mask.any():
             continue
         logits = task_logits(model, frame["text"][mask].tolist(), task,
-                             embeddings[torch.from_numpy(mask)] if embeddings is not None else None)
+                             embeddings[torch.tensor(mask)] if embeddings is not None else None)
         labels = model.config.tasks[task]
         results[task] = task_metrics(frame[task][mask].tolist(), [labels[i] for i in logits.argmax(dim=1).tolist()], labels)
         results[task]["loss"] = F.cross_entropy(logits, encode_labels(frame.loc[mask], task, labels)).item()
