@@ -263,6 +263,9 @@ def write_atomically(target: str | os.PathLike, write: Callable[[Path], None], i
         if kind is None:
             raise ValueError("write_atomically(..., is_dir=True) needs the folder's manifest kind.")
         check_replaceable(target, kind, sources)
+        if not overwrite and (target.is_symlink() or (target.is_dir() and any(target.iterdir()))):
+            raise FileExistsError(f"{str(target)!r} exists; pass overwrite to replace an earlier output of this "
+                                  "package.")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = _sibling(target, "tmp")
@@ -286,10 +289,34 @@ def write_atomically(target: str | os.PathLike, write: Callable[[Path], None], i
             os.replace(temporary, target)
     except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True) if temporary.is_dir() else temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError) and not isinstance(error, (FileExistsError, WriteError)):
-            raise WriteError(f"cannot write {target}: {error.strerror or error}") from error
+        cause = file_system_error(error)
+        if cause is not None and not isinstance(error, (FileExistsError, WriteError)):
+            raise WriteError(f"cannot write {target}: {cause.strerror or cause}") from error
         raise
     remove_leftovers(target.parent)
+
+
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+"""How libraries written in Rust (safetensors, tokenizers) name the OS error behind their own exception types."""
+
+
+def file_system_error(error: BaseException) -> OSError | None:
+    """The file-system error behind ``error`` (a full disk, a permission), or ``None``.
+
+    ``error`` itself when it is an ``OSError``; else the first ``OSError`` it was raised from (``raise ...
+    from``); else the OS error a Rust library names in its message (safetensors raises ``SafetensorError: ... No space left
+    on device (os error 28)``, which is no ``OSError``).
+    """
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__
+    match = _RUST_OS_ERROR.search(str(error)) if isinstance(error, Exception) else None
+    if match:
+        code = int(match[1])
+        return OSError(code, os.strerror(code))
+    return None
 
 
 def _move_folder_into_place(new: Path, target: Path, kind: str, overwrite: bool) -> None:

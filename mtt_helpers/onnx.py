@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import json
 import logging
 import os
 import tempfile
@@ -41,9 +42,10 @@ from mtt_core.model_files import (
     CONFIG_FILE, EMBEDDING_OUTPUT, INT8_FILE, ONNX_FILE, OPSETS, MultiTaskConfig, labels_metadata, logits_output,
     refuse_saved_model_directory,
 )
-from mtt_core.onnx_runtime import encode_batch, load_tokenizers
+from mtt_core.onnx_runtime import TOKENIZER_CONFIG_FILE, encode_batch, load_tokenizers
 from mtt_core.predictions import is_text
 from mtt_helpers.data import BUNDLED_CSV, load_bundled
+from mtt_helpers.encoder import encoder_token_limit
 from mtt_helpers.model import MultiTaskSentenceTransformer, eval_mode
 
 if TYPE_CHECKING:
@@ -197,6 +199,18 @@ def write_export_files(model: MultiTaskSentenceTransformer, path: Path, opset: i
     # Record the limit in force, so the predictor cuts texts exactly where the model does.
     replace(model.config, max_seq_length=model.max_seq_length).to_json(path.parent / CONFIG_FILE)
     model.encoder.tokenizer.save_pretrained(str(path.parent))
+    _record_token_limit(path.parent / TOKENIZER_CONFIG_FILE, encoder_token_limit(model.encoder))
+
+
+def _record_token_limit(tokenizer_config: Path, limit: int | None) -> None:
+    """Writes the encoder's own token limit (its position embeddings: 512 for MiniLM) as the tokenizer's
+    ``model_max_length``, the most the predictor accepts. sentence-transformers saves its default
+    ``max_seq_length`` there (256 for MiniLM), which would refuse a model set to, say, 300 tokens."""
+    if limit is None:
+        return
+    settings = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+    settings["model_max_length"] = limit
+    tokenizer_config.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _add_metadata(path: Path, metadata: dict[str, str]) -> None:

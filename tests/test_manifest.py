@@ -1,10 +1,15 @@
-"""The one rule for replacing a folder: only an earlier output of ours, holding nothing its manifest does not list."""
+"""The one rule for replacing a folder: only an earlier output of ours, holding nothing its manifest does not
+list; and the manifest's digests, which every reader checks."""
 
+import hashlib
 import json
 
 import pytest
 
-from mtt_helpers.manifest import MANIFEST_FILE, check_replaceable, read_manifest, unaccounted, write_manifest
+from mtt_core.files import (
+    MANIFEST_FILE, add_file, check_replaceable, read_manifest, sha256_of, unaccounted, verify_files, write_atomically,
+    write_manifest,
+)
 
 
 def output(folder, files, kind="model"):
@@ -21,7 +26,9 @@ def test_missing_empty_and_our_own_outputs_may_be_replaced(tmp_path):
     (tmp_path / "empty").mkdir()
     check_replaceable(tmp_path / "empty", "model")
     model = output(tmp_path / "empty", ["config.json", "encoder/model.safetensors", "encoder/1_Pooling/config.json"])
-    assert read_manifest(model)["files"] == ["config.json", "encoder/1_Pooling/config.json", "encoder/model.safetensors"]
+    files = read_manifest(model)["files"]  # every file with its sha256
+    assert list(files) == ["config.json", "encoder/1_Pooling/config.json", "encoder/model.safetensors"]
+    assert files["config.json"] == sha256_of(model / "config.json") == hashlib.sha256(b"ours").hexdigest()
     check_replaceable(model, "model")
     (model / "encoder" / "model.safetensors").unlink()  # fewer files than listed: nothing of the user's to lose
     check_replaceable(model, "model")
@@ -32,7 +39,7 @@ def test_a_folder_without_our_manifest_is_refused_naming_what_it_holds(tmp_path)
     (tmp_path / "heads.safetensors").write_text("looks like a model, but nothing says we wrote it")
     with pytest.raises(FileExistsError, match=r"no manifest.json of mtt_helpers.*2 item\(s\): config.json, heads.safetensors"):
         check_replaceable(tmp_path, "model")
-    (tmp_path / MANIFEST_FILE).write_text(json.dumps({"files": ["config.json", "heads.safetensors"]}))  # not ours
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps({"files": {"config.json": "0" * 64}}))  # not ours
     with pytest.raises(FileExistsError, match="no manifest.json of mtt_helpers"):
         check_replaceable(tmp_path, "model")
 
@@ -79,3 +86,44 @@ def test_source_and_target_may_not_lie_inside_one_another(tmp_path):
         with pytest.raises(ValueError, match="lie inside one\\s+another"):
             check_replaceable(target, "onnx", sources=[source])
     check_replaceable(tmp_path / "elsewhere", "onnx", sources=[tmp_path / "out" / "model"])
+
+
+def test_the_old_manifest_format_without_digests_is_not_ours(tmp_path):
+    """A list of names (the format before digests) cannot be checked, so it is read as no manifest."""
+    output(tmp_path, ["config.json"])
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps({"written_by": "mtt_helpers", "kind": "model",
+                                                      "files": ["config.json"]}))
+    assert read_manifest(tmp_path) is None
+    with pytest.raises(ValueError, match="no manifest.json of mtt_helpers"):
+        verify_files(tmp_path)
+
+
+def test_verify_files_names_the_changed_file_and_both_digests(tmp_path):
+    output(tmp_path, ["config.json", "encoder/model.safetensors"])
+    verify_files(tmp_path)
+    verify_files(tmp_path, ["config.json"])
+    recorded = read_manifest(tmp_path)["files"]["encoder/model.safetensors"]
+    (tmp_path / "encoder" / "model.safetensors").write_text("ourS")  # one flipped bit
+    changed = sha256_of(tmp_path / "encoder" / "model.safetensors")
+    with pytest.raises(ValueError, match=f"model.safetensors.*sha256 {changed}, not the {recorded} it was written with"):
+        verify_files(tmp_path)
+    verify_files(tmp_path, ["config.json"])  # only what a reader reads is checked
+    with pytest.raises(ValueError, match="not listed in manifest.json"):
+        verify_files(tmp_path, ["notes.md"])
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        verify_files(tmp_path, ["config.json"])
+
+
+def test_add_file_records_the_new_file_and_refuses_an_unlisted_one(tmp_path):
+    folder = tmp_path / "export"
+    write_atomically(folder, lambda path: (path / "model.onnx").write_text("fp32"), is_dir=True, kind="onnx")
+    add_file(folder, "model.int8.onnx", lambda path: path.write_text("int8"), "onnx")
+    assert read_manifest(folder)["files"]["model.int8.onnx"] == hashlib.sha256(b"int8").hexdigest()
+    verify_files(folder)
+    (folder / "notes.md").write_text("the user's")
+    with pytest.raises(FileExistsError, match="does not list it"):
+        add_file(folder, "notes.md", lambda path: path.write_text("ours"), "onnx")
+    assert (folder / "notes.md").read_text() == "the user's"
+    with pytest.raises(FileExistsError, match="is not a saved model written by mtt_helpers"):
+        add_file(folder, "model.int8.onnx", lambda path: path.write_text("int8"), "model")
