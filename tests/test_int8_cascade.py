@@ -7,10 +7,11 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from mtt_helpers.backends import load_predictor
-from mtt_helpers.cli import main as mtt
+from mtt.backends import load_predictor
+from mtt.cli import main as mtt
+from mtt_core.model_files import INT8_FILE
+from mtt_core.onnx_runtime import CascadePredictor, OnnxPredictor, cascade_curve, rerun_mask, top2_margin
 from mtt_helpers.data import load_bundled
-from mtt_helpers.onnx import INT8_FILE, CascadePredictor, OnnxPredictor, cascade_curve, rerun_mask, top2_margin
 
 
 def test_top2_margin_is_best_minus_second_best():
@@ -29,12 +30,9 @@ def test_cascade_curve_counts_reruns_and_agreement():
     fp32 = {"a": np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])}
     # Row 1 flips with a small margin (0.1), row 2 flips with a large one (2.0), rows 0 and 3 agree.
     int8 = {"a": np.array([[0.0, 1.0], [0.0, 0.1], [2.0, 0.0], [0.0, 0.5]])}
-    curve = cascade_curve(int8, fp32, [0.0, 0.2, 0.6, 3.0], int8_seconds=1.0, fp32_seconds=2.0)
+    curve = cascade_curve(int8, fp32, [0.0, 0.2, 0.6, 3.0])
     assert curve["share_rerun"].tolist() == [0.0, 0.25, 0.5, 1.0]
     assert curve["agreement_a"].tolist() == [0.5, 0.75, 0.75, 1.0]
-    # fp32 / (int8 + share * fp32): 2 / (1 + 0.25 * 2)
-    assert curve["speedup_vs_fp32"].iloc[1] == pytest.approx(2 / 1.5)
-    assert "speedup_vs_fp32" not in cascade_curve(int8, fp32, [0.1]).columns
     with pytest.raises(ValueError, match="differ"):
         cascade_curve({"b": int8["a"]}, fp32, [0.1])
     with pytest.raises(ValueError, match="shape"):
@@ -123,8 +121,6 @@ def test_load_predictor_maps_precision_to_graphs(onnx_export, texts, reference):
     assert np.array_equal(int8_model.predict_logits(texts)["topic"], int8["topic"])
     with pytest.raises(ValueError, match="need --backend onnx"):
         load_predictor(onnx_export, "torch", "int8")
-    with pytest.raises(ValueError, match="not both"):
-        load_predictor(onnx_export, "onnx", "int8", onnx_file=INT8_FILE)
     with pytest.raises(ValueError, match="only applies"):
         load_predictor(onnx_export, "onnx", "int8", margin_threshold=0.2)
 
@@ -135,8 +131,7 @@ def test_predict_cli_precision_options(onnx_export, texts, tmp_path, capsys):
     predict_main([*args, "--precision", "int8-safe", "--cascade-margin", "0.4", "-o", str(tmp_path / "safe.csv")])
     expected = CascadePredictor(onnx_export, margin_threshold=0.4).predict(texts)
     assert pd.read_csv(tmp_path / "safe.csv")["text_class"].tolist() == expected["text_class"].tolist()
-    # The old spelling keeps working: --onnx-file picks the graph.
-    predict_main([*args, "--onnx-file", INT8_FILE, "-o", str(tmp_path / "int8.csv")])
+    predict_main([*args, "--precision", "int8", "-o", str(tmp_path / "int8.csv")])
     expected = OnnxPredictor(onnx_export, onnx_file=INT8_FILE).predict(texts)
     assert pd.read_csv(tmp_path / "int8.csv")["sentiment"].tolist() == expected["sentiment"].tolist()
     with pytest.raises(SystemExit) as exit_info:

@@ -1,4 +1,7 @@
-"""Static int8 quantisation: calibration texts, where the graph is int8, what it records, and bad input."""
+"""Static int8 quantisation: calibration texts, where the graph is int8, what it records, where it is
+written (beside its source, added to the export's manifest), and bad input."""
+
+import shutil
 
 import onnx
 import pandas as pd
@@ -6,18 +9,19 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
+from mtt_core.files import read_manifest, sha256_of, verify_files
+from mtt_core.model_files import INT8_FILE, INT8_METADATA, ONNX_FILE
+from mtt_core.onnx_runtime import OnnxPredictor
 from mtt_helpers.data import load_bundled
 from mtt_helpers.onnx import (
-    INT8_FILE,
-    INT8_METADATA,
-    ONNX_FILE,
-    OnnxPredictor,
-    bundled_calibration_texts,
-    csv_calibration_texts,
-    quantize_dynamic_int8,
-    quantize_int8,
+    QUANTISED_OP_TYPES, bundled_calibration_texts, csv_calibration_texts, quantize_dynamic_int8, quantize_int8,
 )
-from mtt_helpers.onnx.qdq import QUANTISED_OP_TYPES
+
+
+def export_copy(onnx_export, folder):
+    """A copy of the shared export to quantise again (its int8 graph is replaced in the copy only)."""
+    shutil.copytree(onnx_export, folder)
+    return folder
 
 
 def test_the_int8_graph_records_how_it_was_made(onnx_export):
@@ -48,7 +52,10 @@ def test_only_the_weight_products_read_rounded_activations(onnx_export):
 
 def test_calibration_from_a_list_or_a_csv_is_recorded(onnx_export, tmp_path):
     texts = load_bundled("train")["text"].tolist()[:24]
-    quantize_int8(onnx_export / ONNX_FILE, tmp_path / "list" / INT8_FILE, texts, method="percentile", per_channel=False)
+    written = quantize_int8(export_copy(onnx_export, tmp_path / "list") / ONNX_FILE, calibration=texts,
+                            method="percentile", per_channel=False)
+    assert written == tmp_path / "list" / INT8_FILE  # beside its source
+    assert read_manifest(tmp_path / "list")["files"][INT8_FILE] == sha256_of(written)  # the new graph's digest
     metadata = OnnxPredictor(tmp_path / "list", onnx_file=INT8_FILE).metadata
     assert metadata["int8_calibration_source"] == "texts passed to quantize_int8"
     assert metadata["int8_calibration_texts"] == "24"
@@ -57,7 +64,7 @@ def test_calibration_from_a_list_or_a_csv_is_recorded(onnx_export, tmp_path):
     pd.DataFrame({"id": range(4), "text": ["Goal!", " ", "Rates rose.", "Flu season."]}).to_csv(tmp_path / "c.csv", index=False)
     calibration = csv_calibration_texts(tmp_path / "c.csv")
     assert calibration.texts == ["Goal!", "Rates rose.", "Flu season."] and calibration.source == str(tmp_path / "c.csv")
-    quantize_int8(onnx_export / ONNX_FILE, tmp_path / "csv" / INT8_FILE, calibration)
+    quantize_int8(export_copy(onnx_export, tmp_path / "csv") / ONNX_FILE, calibration=calibration)
     metadata = OnnxPredictor(tmp_path / "csv", onnx_file=INT8_FILE).metadata
     assert (metadata["int8_calibration_source"], metadata["int8_calibration_texts"]) == (str(tmp_path / "c.csv"), "3")
 
@@ -69,8 +76,9 @@ def test_the_default_calibration_is_the_whole_bundled_dataset():
 
 
 def test_dynamic_quantisation_is_recorded_as_such(onnx_export, tmp_path):
-    quantize_dynamic_int8(onnx_export / ONNX_FILE, tmp_path / INT8_FILE)
-    metadata = OnnxPredictor(tmp_path, onnx_file=INT8_FILE).metadata
+    quantize_dynamic_int8(export_copy(onnx_export, tmp_path / "dynamic") / ONNX_FILE)
+    verify_files(tmp_path / "dynamic")
+    metadata = OnnxPredictor(tmp_path / "dynamic", onnx_file=INT8_FILE).metadata
     assert metadata["int8_method"].startswith("dynamic") and "int8_calibration_source" not in metadata
 
 
@@ -81,16 +89,19 @@ def test_dynamic_quantisation_is_recorded_as_such(onnx_export, tmp_path):
     (["fine", 3], ValueError, r"index \[1\]"),
 ])
 def test_bad_calibration_texts_are_refused_before_any_work(onnx_export, tmp_path, calibration, error, message):
+    export = export_copy(onnx_export, tmp_path / "export")
     with pytest.raises(error, match=message):
-        quantize_int8(onnx_export / ONNX_FILE, tmp_path / INT8_FILE, calibration)
-    assert not (tmp_path / INT8_FILE).exists()
+        quantize_int8(export / ONNX_FILE, calibration=calibration)
+    verify_files(export)  # the int8 graph there is still the one the manifest lists
 
 
 def test_bad_arguments_are_refused_with_clear_errors(onnx_export, tmp_path):
     with pytest.raises(ValueError, match="method must be one of"):
-        quantize_int8(onnx_export / ONNX_FILE, tmp_path / INT8_FILE, ["ok"], method="kl")
+        quantize_int8(onnx_export / ONNX_FILE, calibration=["ok"], method="kl")
     with pytest.raises(FileNotFoundError, match="no_such.onnx"):
-        quantize_int8(tmp_path / "no_such.onnx", tmp_path / INT8_FILE, ["ok"])
+        quantize_int8(tmp_path / "no_such.onnx", calibration=["ok"])
+    with pytest.raises(ValueError, match="an int8 graph is written into its export's folder"):
+        quantize_int8(onnx_export / ONNX_FILE, tmp_path / INT8_FILE, ["ok"])
     (tmp_path / "no_text.csv").write_text("sentence\nGoal!\n")
     with pytest.raises(ValueError, match="no 'text' column"):
         csv_calibration_texts(tmp_path / "no_text.csv")
