@@ -91,6 +91,9 @@ def service_process(
 
     The process is stopped (terminated, killed after 10 s) when the block ends, also on an error.
     """
+    import fastapi  # noqa: F401  (the child process serves with FastAPI and uvicorn: the `serve` extra)
+    import uvicorn  # noqa: F401
+
     port = _free_port(host) if port is None else port
     url = f"http://{host}:{port}"
     command = [sys.executable, "-m", "mtt", "serve", str(model_dir), "--host", host, "--port", str(port),

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 from torch import nn
 
-from mtt_core.files import MODEL_KIND, verify_files, write_atomically
+from mtt_core.files import MODEL_KIND, check_replaceable, verify_files, write_atomically
 from mtt_core.model_files import (
     CONFIG_FILE, ENCODER_DIR, HEADS_FILE, TRAINING_ARGS_FILE, MultiTaskConfig, check_max_seq_length,
     check_saved_labels, labels_metadata, read_config,
@@ -237,7 +237,8 @@ class MultiTaskSentenceTransformer(nn.Module):
         """
         directory = Path(directory).expanduser()
         record = _training_record(training_args, training_data)  # refused before anything is written
-        if not overwrite and (directory.is_symlink() or (directory.exists() and any(directory.iterdir()))):
+        check_replaceable(directory, MODEL_KIND)  # a folder that is not an earlier saved model: never
+        if not overwrite and directory.exists() and any(directory.iterdir()):
             raise FileExistsError(f"{str(directory)!r} exists; pass overwrite=True to replace an earlier saved model.")
 
         def write(folder: Path) -> None:

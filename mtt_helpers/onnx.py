@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from mtt_core.csv_files import read_text_csv
-from mtt_core.files import ONNX_KIND, add_file, read_manifest, write_atomically
+from mtt_core.files import ONNX_KIND, add_file, check_replaceable, read_manifest, write_atomically
 from mtt_core.model_files import (
     CONFIG_FILE, EMBEDDING_OUTPUT, INT8_FILE, ONNX_FILE, OPSETS, MultiTaskConfig, labels_metadata, logits_output,
     refuse_saved_model_directory,
@@ -139,7 +139,8 @@ def export_onnx(model: MultiTaskSentenceTransformer, directory: str | os.PathLik
     check_exportable(model)
     check_opset(opset)
     directory = Path(directory).expanduser()
-    if not overwrite and (directory.is_symlink() or (directory.exists() and any(directory.iterdir()))):
+    check_replaceable(directory, ONNX_KIND)  # a folder that is not an earlier export: never
+    if not overwrite and directory.exists() and any(directory.iterdir()):
         raise FileExistsError(f"{str(directory)!r} exists; pass overwrite=True to replace an earlier export.")
     write_atomically(directory, lambda folder: write_export_files(model, folder / ONNX_FILE, opset),
                      is_dir=True, kind=ONNX_KIND, overwrite=overwrite)

@@ -69,12 +69,17 @@ def setup_torch_spec(setup_script: Path) -> str:
     return match[1]
 
 
+PACKAGES = ("mtt_helpers", "mtt", "mtt_core")
+"""The import packages the project's one distribution holds."""
+
+
 def copy_project_sources(root: Path, destination: Path) -> Path:
     """Copies what a wheel of the project is built from (so setuptools' ``build/`` never lands in ``root``)."""
     destination.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(root / name, destination / name)
-    shutil.copytree(root / "mtt_helpers", destination / "mtt_helpers", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in PACKAGES:
+        shutil.copytree(root / package, destination / package, ignore=shutil.ignore_patterns("__pycache__"))
     return destination
 
 
@@ -104,7 +109,7 @@ class Kernel:
     kernels_dir: Path
     """Temporary Jupyter kernels folder holding its kernelspec."""
     project: str
-    """The project's import name, ``mtt_helpers``."""
+    """The distribution's name, ``mtt_helpers`` (its import packages are :data:`PACKAGES`)."""
     installed: str
     """What was installed into it, for messages: ``project[extras] + ipykernel``."""
 
@@ -158,7 +163,7 @@ class ColabEnvironments:
 def missing_module_hint(message: str, project: str) -> str:
     """Why ``No module named 'x'`` happened: a module the project lacks, or a package no extra installed."""
     missing = re.search(r"No module named '([^'.]+)", message)
-    if missing and missing[1] == project:
+    if missing and missing[1] in PACKAGES:
         return f" ({project} has no such module)"
     return " (its first cell must install the extra that brings it)"
 
@@ -203,13 +208,13 @@ def notebook_imports(path: Path) -> str:
 
 def check_imports(path: Path, kernel: Kernel) -> None:
     """Checks in ``kernel``'s environment that what ``path`` imports can be imported there: its import
-    statements, the imports inside the project functions and classes it names, and all of each lazily
-    imported subpackage it loads (``tests/import_check.py``).
+    statements, and the imports inside every function and class of each project module it imports
+    from (``tests/import_check.py``).
 
     Raises:
         NotebookFailed: naming each import that failed and the install the environment holds.
     """
-    result = subprocess.run([str(kernel.python), str(IMPORT_CHECK), notebook_imports(path), kernel.project],
+    result = subprocess.run([str(kernel.python), str(IMPORT_CHECK), notebook_imports(path), ",".join(PACKAGES)],
                             capture_output=True, text=True, env=clean_environment(), cwd=path.parent)
     if result.returncode != 0:
         raise NotebookFailed(f"{path.name}: with only {kernel.installed} installed, these imports fail "

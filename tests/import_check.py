@@ -1,13 +1,13 @@
 """Checks, inside a fresh environment, that a notebook's imports can be imported there (stdlib only).
 
-    python import_check.py STATEMENTS PROJECT
+    python import_check.py STATEMENTS PACKAGES
 
 Executes STATEMENTS (a notebook's import statements, which imports every module they load with its
-module-level imports); then, for each function or class of PROJECT they name, the imports inside its
-body, which a call would make later; then every name of each subpackage of PROJECT they loaded whose
-names are imported on first use (``mtt_helpers.onnx``, ``mtt_helpers.serving``): a chapter that uses a
-subpackage installs the extra behind all of it (a service the chapter starts in a child process imports
-FastAPI there, not in the notebook). Prints one line per import that failed; exits 1 if any did.
+module-level imports); then, for each module of PACKAGES (comma-separated) that STATEMENTS import from,
+the imports inside the body of every function and class that module defines, which calls make later:
+a module is one idea, installed by one extra, so a chapter that uses it installs what all of it needs
+(a service the chapter starts in a child process imports FastAPI there, not in the notebook). Prints
+one line per import that failed; exits 1 if any did.
 """
 
 from __future__ import annotations
@@ -30,34 +30,30 @@ def absolute_imports(nodes: Iterable[ast.AST]) -> Iterator[tuple[str, tuple[str,
             yield node.module, tuple(alias.name for alias in node.names)
 
 
-def failed_imports(statements: str, project: str) -> list[str]:
+def failed_imports(statements: str, packages: Iterable[str]) -> list[str]:
     """What fails, one line each (see the module docstring); raises if ``statements`` themselves fail."""
-    names: dict = {}
-    exec(compile(statements, "<the notebook's imports>", "exec"), names)
+    exec(compile(statements, "<the notebook's imports>", "exec"), {})
+    packages = tuple(packages)
+    modules = {name for name, _ in absolute_imports(ast.parse(statements).body) if name.split(".")[0] in packages}
     problems = []
-    for value in list(names.values()):
-        if not callable(value) or str(getattr(value, "__module__", "")).split(".")[0] != project:
-            continue
-        try:
-            source = textwrap.dedent(inspect.getsource(value))
-        except (OSError, TypeError):
-            continue
-        for target, _ in absolute_imports(ast.walk(ast.parse(source))):
+    for name in sorted(modules):
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if not callable(value) or getattr(value, "__module__", None) != name:
+                continue  # defined elsewhere: that module is checked when it is imported from
             try:
-                importlib.import_module(target)
-            except ImportError as error:
-                problems.append(f"{value.__module__}.{value.__qualname__} imports {target}: {error}")
-    for name, module in list(sys.modules.items()):  # a subpackage is one idea, installed by one extra: all of it
-        if name.startswith(project + ".") and hasattr(module, "__path__") and hasattr(module, "__getattr__"):
-            for public in getattr(module, "__all__", []):
+                source = textwrap.dedent(inspect.getsource(value))
+            except (OSError, TypeError):
+                continue
+            for target, _ in absolute_imports(ast.walk(ast.parse(source))):
                 try:
-                    getattr(module, public)  # imports the module behind a lazily exported name
+                    importlib.import_module(target)
                 except ImportError as error:
-                    problems.append(f"{name}.{public} (imported on first use) needs {error.name}: {error}")
+                    problems.append(f"{name}.{value.__qualname__} imports {target}: {error}")
     return sorted(set(problems))
 
 
 if __name__ == "__main__":
-    failed = failed_imports(sys.argv[1], sys.argv[2])
+    failed = failed_imports(sys.argv[1], sys.argv[2].split(","))
     print("\n".join(failed))
     sys.exit(1 if failed else 0)

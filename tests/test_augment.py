@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtt_helpers.data import NEGATIONS, NeighbourWords, augment_frame, random_edit
+from mtt_helpers.lowres import NEGATIONS, NeighbourWords, augment_frame, random_edit
 
 LONG = "the match was honestly not great but the crowd in the stadium was loud and happy all night"
 

@@ -5,8 +5,7 @@ import torch
 
 from mtt_helpers import MultiTaskSentenceTransformer, set_seed
 from mtt_helpers.data import load_bundled, stratified_sample
-from mtt_helpers.model import transformer_of
-from mtt_helpers.training import ContrastiveConfig, contrastive_tune
+from mtt_helpers.lowres import ContrastiveConfig, contrastive_tune, pair_loss
 
 SMALL = dict(steps=12, batch_size=12, encoder_lr=2e-4, precision="fp32")
 
@@ -33,13 +32,13 @@ def test_tuning_pulls_same_label_texts_together_and_changes_only_the_top_layers(
     set_seed(0)
     model = MultiTaskSentenceTransformer(copy.deepcopy(encoder)).eval()
     before_gap = same_minus_other(model, texts, labels)
-    before = {k: v.clone() for k, v in transformer_of(model).state_dict().items()}
-    result = contrastive_tune(model, texts, labels, ContrastiveConfig(trainable_encoder_layers=2, **SMALL))
-    after = transformer_of(model).state_dict()
+    before = {k: v.clone() for k, v in model.transformer.state_dict().items()}
+    losses = contrastive_tune(model, texts, labels, ContrastiveConfig(trainable_encoder_layers=2, **SMALL))
+    after = model.transformer.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("encoder.layer.4.", "encoder.layer.5.")) for k in changed)
     assert same_minus_other(model, texts, labels) > before_gap + 0.05
-    assert len(result.losses) == 12 and result.losses[-1] < result.losses[0]
+    assert len(losses) == 12 and losses[-1] < losses[0]
     assert not model.training and not any(m.training for m in model.modules()), "eval mode restored"
 
 
@@ -52,7 +51,7 @@ def test_same_seed_same_weights_and_the_callers_random_state_is_left_alone(encod
         before = torch.get_rng_state()
         contrastive_tune(model, texts, labels, ContrastiveConfig(**{**SMALL, "steps": 3}))
         assert torch.equal(torch.get_rng_state(), before)  # ... nor move it
-        weights.append(transformer_of(model).encoder.layer[5].output.dense.weight.detach().clone())
+        weights.append(model.transformer.encoder.layer[5].output.dense.weight.detach().clone())
     assert torch.equal(weights[0], weights[1])
 
 
@@ -61,7 +60,7 @@ def test_tunes_an_encoder_whose_weights_were_frozen(encoder, labelled):
     texts, labels = labelled
     model = MultiTaskSentenceTransformer(copy.deepcopy(encoder)).eval()
     model.encoder.requires_grad_(False)
-    top = transformer_of(model).encoder.layer[5].output.dense.weight
+    top = model.transformer.encoder.layer[5].output.dense.weight
     before = top.detach().clone()
     contrastive_tune(model, texts, labels, ContrastiveConfig(**{**SMALL, "steps": 2}))
     assert not torch.equal(before, top.detach()) and not top.requires_grad
@@ -80,7 +79,16 @@ def test_bad_input_is_named(encoder, texts, labels, config, message):
 
 
 @pytest.mark.parametrize("field, value", [("trainable_encoder_layers", 0), ("steps", 0), ("batch_size", 1),
-                                          ("margin", 0.0), ("precision", "fp16"), ("warmup_ratio", 1.0)])
+                                          ("precision", "int8"), ("warmup_ratio", 1.0)])
 def test_bad_config_is_named(field, value):
     with pytest.raises(ValueError, match=field):
         ContrastiveConfig(**{field: value})
+
+
+def test_pair_loss_asks_same_label_pairs_for_cosine_one_and_others_for_zero():
+    labels = torch.tensor([0, 0, 1])
+    perfect = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0]])  # same label: parallel; other label: orthogonal
+    assert pair_loss(perfect, labels).item() == pytest.approx(0.0, abs=1e-7)
+    crossed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # the same-label pair orthogonal, one other pair parallel
+    # Pairs (0,1): cos 0, target 1; (0,2): cos 1, target 0; (1,2): cos 0, target 0 -> (1 + 1 + 0) / 3.
+    assert pair_loss(crossed, labels).item() == pytest.approx(2 / 3)

@@ -6,25 +6,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mtt_helpers.data import (
-    DATA_DIR_ENV,
-    DataSettings,
-    IGNORE_INDEX,
-    TASK_LABELS,
-    class_counts,
-    data_dir,
-    default_cache_dir,
-    encode_labels,
-    load_bundled,
-    load_external,
-    multitask_frame,
-    read_text_csv,
-    sample_fingerprint,
-    stratified_sample,
-    validation_split,
-)
+from mtt.data.fetch import DATA_DIR_ENV, DataSettings, default_cache_dir, locate_data
+from mtt_core.csv_files import read_text_csv
+from mtt_core.labels import SENTIMENT_LABELS, TASK_LABELS
+from mtt_core.predictions import InputWarning
 from mtt_helpers import quiet
-from mtt_helpers.predictions import InputWarning
+from mtt_helpers.data import (
+    IGNORE_INDEX, class_counts, encode_labels, load_bundled, load_external, multitask_frame, sample_fingerprint,
+    stratified_sample, validation_split,
+)
 
 
 def write(path, text):
@@ -64,7 +54,7 @@ def test_bundled_rejects_unknown_labels(tmp_path):
 def test_load_external_infers_task_and_drops_empty(tmp_path):
     write(tmp_path / "tweets" / "train.csv", 'text,label\nloved it,positive\n"  ",neutral\nmeh,neutral\nawful,negative\n')
     with pytest.warns(InputWarning, match="dropped 1 empty"):
-        frame = load_external("tweets", "train", folder=tmp_path)
+        frame = load_external("tweets", "train", tmp_path)
     assert frame.attrs["task"] == "sentiment"
     assert frame.attrs["dropped_empty"] == 1
     assert frame["text"].tolist() == ["loved it", "meh", "awful"]
@@ -75,7 +65,7 @@ def test_dropped_empty_texts_warning_survives_quiet(tmp_path):
     write(tmp_path / "tweets" / "train.csv", 'text,label\nloved it,positive\n"  ",neutral\n')
     with warnings.catch_warnings(record=True) as caught:
         quiet()
-        load_external("tweets", "train", folder=tmp_path)
+        load_external("tweets", "train", tmp_path)
     assert [str(w.message) for w in caught if "dropped 1 empty" in str(w.message)], caught
 
 
@@ -83,7 +73,7 @@ def test_unquoted_comma_is_an_error_naming_the_line(tmp_path):
     """pandas would make "Great game" the index and keep " we won" as the text."""
     write(tmp_path / "tweets" / "train.csv", "text,label\nGreat game, we won,positive\nmeh,neutral\n")
     with pytest.raises(ValueError, match=r"train.csv, line 2: 3 field\(s\), but the header has 2"):
-        load_external("tweets", "train", folder=tmp_path)
+        load_external("tweets", "train", tmp_path)
 
 
 def test_read_text_csv_keeps_text_exactly_and_counts_physical_lines(tmp_path):
@@ -98,12 +88,12 @@ def test_non_utf8_training_file_names_the_file(tmp_path):
     path.parent.mkdir()
     path.write_bytes("text,label\nok,neutral\ncaf\u00e9 cr\u00e8me,positive\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"tweets/train.csv, line 3: not UTF-8"):
-        load_external("tweets", "train", folder=tmp_path)
+        load_external("tweets", "train", tmp_path)
 
 
 def test_load_external_topic_dataset(tmp_path):
     write(tmp_path / "news" / "dev.csv", "text,label\nrates rise,finance\ncup final,sports\n")
-    frame = load_external("news", "dev", folder=tmp_path)
+    frame = load_external("news", "dev", tmp_path)
     assert frame.attrs["task"] == "topic"
     assert list(frame.columns) == ["text", "label"]
 
@@ -123,19 +113,18 @@ def test_load_external_bad_files(tmp_path, content, error, message):
     if content is not None:
         write(tmp_path / "d" / "train.csv", content)
     with pytest.raises(error, match=message):
-        load_external("d", "train", folder=tmp_path)
+        load_external("d", "train", tmp_path)
 
 
-def test_data_dir_setting(tmp_path, monkeypatch):
+def test_locate_data_follows_mtt_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_DIR_ENV, "bundled")
-    assert data_dir() is None
-    with pytest.raises(FileNotFoundError, match="the bundled set is in use"):
-        load_external("tweets")
+    found = locate_data()
+    assert found.folder is None and found.origin == "The bundled sentences, as MTT_DATA_DIR=bundled asks."
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="is not a folder"):
-        data_dir()
+        locate_data()
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
-    assert data_dir() == tmp_path
+    assert locate_data().folder == tmp_path
 
 
 def test_unset_data_dir_reads_a_full_download_cache(tmp_path, monkeypatch):
@@ -144,7 +133,7 @@ def test_unset_data_dir_reads_a_full_download_cache(tmp_path, monkeypatch):
     for name in ("tweeteval_sentiment", "financial_phrasebank", "huffpost_news_category"):
         for split in ("train", "dev"):
             write(tmp_path / "cache" / name / f"{split}.csv", "text,label\nhi,positive\n")
-    assert data_dir() == tmp_path / "cache"
+    assert locate_data().folder == tmp_path / "cache"
 
 
 def test_settings_from_the_environment(tmp_path, monkeypatch):
@@ -249,6 +238,15 @@ def test_multitask_frame_marks_missing_labels():
         multitask_frame(bundled=pd.DataFrame({"text": ["x"]}))
 
 
+def test_multitask_frame_takes_a_task_of_its_own_with_its_labels():
+    tweets = pd.DataFrame({"text": ["so good"], "label": ["positive"]})
+    news = pd.DataFrame({"text": ["profit rose"], "label": ["positive"]})
+    frame = multitask_frame({"finance": SENTIMENT_LABELS}, sentiment=tweets, finance=news)
+    assert list(frame.columns) == ["text", "source", "topic", "sentiment", "finance"]
+    assert frame["finance"].tolist() == [None, "positive"] and frame["sentiment"].tolist() == ["positive", None]
+    assert encode_labels(frame, "finance", SENTIMENT_LABELS).tolist() == [IGNORE_INDEX, 2]
+
+
 # ------------------------------------------------ the real datasets (CI only)
 REAL = {"tweeteval_sentiment": "sentiment", "financial_phrasebank": "sentiment", "huffpost_news_category": "topic"}
 
@@ -257,7 +255,7 @@ REAL = {"tweeteval_sentiment": "sentiment", "financial_phrasebank": "sentiment",
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_datasets_load(name):
     for split in ("train", "dev"):
-        frame = load_external(name, split)
+        frame = load_external(name, split, os.environ[DATA_DIR_ENV])
         assert frame.attrs["task"] == REAL[name]
         assert len(frame) > 400
         assert set(frame["label"]) == set(TASK_LABELS[REAL[name]])

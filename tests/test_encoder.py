@@ -3,8 +3,9 @@ import warnings
 import pytest
 import torch
 
-from mtt_helpers import EMBEDDING_DIM, MultiTaskSentenceTransformer, embed, load_encoder, quiet, similarity_table
-from mtt_helpers.predictions import InputWarning
+from mtt_helpers import MultiTaskConfig, MultiTaskSentenceTransformer, embed, load_encoder, quiet, similarity_table
+from mtt_helpers.encoder import EMBEDDING_DIM, default_model_source
+from mtt_core.predictions import InputWarning
 
 SEED_SENTENCES = ["The dog ran across the grass.", "Why is the sky blue?", "The cat jumped into the weeds."]
 VARIED = [
@@ -35,7 +36,7 @@ def test_seed_readme_cosine_values(encoder):
 
 
 def test_model_embed_matches_sentence_transformers_encode(encoder):
-    model = MultiTaskSentenceTransformer(encoder)
+    model = MultiTaskSentenceTransformer(encoder, MultiTaskConfig(max_seq_length=None))  # the encoder's own 256, as encode runs
     ours = model.embed(VARIED, batch_size=4)
     theirs = encoder.encode(VARIED, convert_to_tensor=True, normalize_embeddings=True).cpu()
     assert (ours - theirs).abs().max().item() <= 1e-5
@@ -70,8 +71,6 @@ def test_load_encoder_missing_directory():
 
 
 def test_load_encoder_expands_home(tmp_path, monkeypatch):
-    from mtt_helpers.model import default_model_source
-
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "minilm").symlink_to(default_model_source()[0], target_is_directory=True)
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -1,6 +1,6 @@
 import pytest
 
-from mtt_helpers.timing import fastest_times, peak_memory_mb
+from mtt_helpers.measure import fastest_times, peak_memory_mb
 
 
 class FakeClock:

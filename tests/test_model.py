@@ -20,8 +20,8 @@ from mtt_helpers import (
     quiet,
     set_seed,
 )
-from mtt_helpers.predictions import InputWarning, token_counts, untruncated_lengths
-from mtt_helpers.training import truncated_to
+from mtt_core.files import write_manifest
+from mtt_core.predictions import InputWarning, token_counts, untruncated_lengths
 
 TEXTS = [
     "The striker scored twice in the derby.",
@@ -45,6 +45,12 @@ VARIED = [
 """Lengths from 1 to over 256 tokens, in an order that is neither character- nor token-sorted."""
 
 
+def full_length(encoder):
+    """The model at the encoder's own token limit (256), as ``SentenceTransformer.encode`` runs."""
+    set_seed(0)
+    return MultiTaskSentenceTransformer(encoder, MultiTaskConfig(max_seq_length=None))
+
+
 def test_mlp_head_layers_and_shapes():
     head = MLPHead(384, 192, 6, dropout=0.5)
     assert (head.dense.in_features, head.dense.out_features) == (384, 192)
@@ -62,6 +68,7 @@ def test_mlp_head_layers_and_shapes():
 def test_forward_is_the_sentence_transformers_embedding_then_each_head(model, encoder):
     """The embedding is sentence-transformers' own ``encode`` output, and each task's logits are its
     head applied to that embedding: no other step sits between them."""
+    assert model.max_seq_length == 128 and encoder.max_seq_length == 256  # TEXTS are far shorter than either
     with torch.no_grad():
         out = model(model.tokenize(TEXTS))
         theirs = encoder.encode(TEXTS, convert_to_tensor=True, normalize_embeddings=True).cpu()
@@ -110,11 +117,12 @@ def test_predict_order_does_not_depend_on_batching(model):
 
 
 def _token_counts(model, texts):
-    return [len(ids) for ids in model.encoder.tokenizer(texts, truncation=True, max_length=model.encoder.max_seq_length)["input_ids"]]
+    return [len(ids) for ids in model.encoder.tokenizer(texts, truncation=True, max_length=model.max_seq_length)["input_ids"]]
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 32])
-def test_embed_matches_sentence_transformers_encode(model, encoder, batch_size):
+def test_embed_matches_sentence_transformers_encode(encoder, batch_size):
+    model = full_length(encoder)
     counts = _token_counts(model, VARIED)
     assert counts != sorted(counts) and counts != sorted(counts, reverse=True)  # the input is not pre-sorted
     assert max(counts) == model.encoder.max_seq_length  # one text is truncated
@@ -136,12 +144,12 @@ def test_batched_outputs_are_restored_to_input_order(model):
 
 
 @pytest.mark.parametrize("limit", [None, 12])
-def test_token_counts_are_the_tokens_the_model_runs(model, limit):
+def test_token_counts_are_the_tokens_the_model_runs(encoder, limit):
     """The one token count (batching, the truncation warning, training's length grouping) equals the
-    real tokens of the model's own tokenize: special tokens included, cut at the encoder's limit."""
-    with truncated_to(model, limit):
-        expected = model.tokenize(VARIED)["attention_mask"].sum(dim=1).tolist()
-        counts, truncated = token_counts(model.encoder.tokenizer, VARIED, model.encoder.max_seq_length)
+    real tokens of the model's own tokenize: special tokens included, cut at the model's limit."""
+    model = MultiTaskSentenceTransformer(encoder, MultiTaskConfig(max_seq_length=limit))
+    expected = model.tokenize(VARIED)["attention_mask"].sum(dim=1).tolist()
+    counts, truncated = token_counts(model.encoder.tokenizer, VARIED, model.max_seq_length)
     assert counts == expected
     assert counts[VARIED.index("ok")] == 3  # [CLS] ok [SEP]
     full = untruncated_lengths(model.encoder.tokenizer, VARIED)
@@ -235,7 +243,7 @@ def test_load_refuses_heads_saved_without_their_finetuned_encoder(encoder, tmp_p
     with pytest.raises(ValueError, match="other weights than the one the heads were saved with"):
         MultiTaskSentenceTransformer.load(tmp_path, device="cpu")
     # The frozen (pristine) encoder, saved the same way, loads.
-    MultiTaskSentenceTransformer(encoder).save(tmp_path, include_encoder=False)
+    MultiTaskSentenceTransformer(encoder).save(tmp_path, include_encoder=False, overwrite=True)
     MultiTaskSentenceTransformer.load(tmp_path, device="cpu")
 
 
@@ -244,10 +252,11 @@ def test_load_errors(model, tmp_path):
         MultiTaskSentenceTransformer.load(tmp_path / "missing")
     model.save(tmp_path, include_encoder=False)
     (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(ValueError, match="Unreadable model config"):
+    with pytest.raises(ValueError, match=r"config.json' has sha256 \w+, not the \w+ it was written with"):
         MultiTaskSentenceTransformer.load(tmp_path)
-    model.save(tmp_path, include_encoder=False)
+    model.save(tmp_path, include_encoder=False, overwrite=True)
     (tmp_path / "heads.safetensors").write_bytes(b"garbage")
+    write_manifest(tmp_path, "model")  # digests that agree: the file itself is then refused
     with pytest.raises(ValueError, match="Head weights"):
         MultiTaskSentenceTransformer.load(tmp_path)
     (tmp_path / "heads.safetensors").unlink()
@@ -256,13 +265,16 @@ def test_load_errors(model, tmp_path):
 
 
 def test_load_rejects_heads_that_do_not_fit_config(model, tmp_path):
+    """Past the digests (a folder whose manifest was rewritten to match): the config must still fit the weights."""
     model.save(tmp_path, include_encoder=False)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "hidden_dim": 96}))
+    write_manifest(tmp_path, "model")
     with pytest.raises(ValueError, match="do not fit"):
         MultiTaskSentenceTransformer.load(tmp_path)
     config["tasks"]["sentiment"] = ["negative", "positive"]
     (tmp_path / "config.json").write_text(json.dumps(config))
+    write_manifest(tmp_path, "model")
     with pytest.raises(ValueError, match="names other labels"):
         MultiTaskSentenceTransformer.load(tmp_path)
 
@@ -278,8 +290,9 @@ def test_load_rejects_heads_that_do_not_fit_config(model, tmp_path):
     ({"hidden_dim": True}, "hidden_dim must be a positive integer, got True"),
     ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
     ({"dropout": -0.1}, r"dropout must be a number in \[0, 1\)"),
-    ({"max_seq_length": 0}, "max_seq_length must be a positive integer or null, got 0"),
-    ({"max_seq_length": 12.5}, "max_seq_length must be a positive integer or null, got 12.5"),
+    ({"max_seq_length": 0}, r"max_seq_length must be an integer from 3 \(two special tokens and one of text\)"),
+    ({"max_seq_length": 2}, "max_seq_length must be an integer from 3 .* got 2"),
+    ({"max_seq_length": 12.5}, "max_seq_length must be an integer from 3 .* got 12.5"),
     ({"embedding_dim": -1}, "embedding_dim must be a positive integer or null"),
 ])
 def test_config_validation(kwargs, message):
@@ -353,7 +366,8 @@ def test_embedding_dim_comes_from_the_encoder(encoder):
         MultiTaskSentenceTransformer(smaller, MultiTaskConfig(embedding_dim=384))
 
 
-def test_truncated_texts_are_reported_once_per_call_despite_quiet(model):
+def test_truncated_texts_are_reported_once_per_call_despite_quiet(encoder):
+    model = full_length(encoder)
     with warnings.catch_warnings(record=True) as caught:
         quiet()
         model.predict(VARIED, batch_size=3)
@@ -384,12 +398,14 @@ def test_save_replaces_only_its_own_files_and_never_a_users(model, tmp_path):
     assert {"config.json", "heads.safetensors", "encoder/model.safetensors"} <= set(listed)
     assert sorted(listed) == sorted(str(p.relative_to(target)) for p in target.rglob("*")
                                     if p.is_file() and p.name != "manifest.json")
-    model.save(target, include_encoder=False)  # replaces: nothing of the earlier save remains
+    with pytest.raises(FileExistsError, match="exists; pass overwrite=True"):
+        model.save(target, include_encoder=False)
+    model.save(target, include_encoder=False, overwrite=True)  # replaces: nothing of the earlier save remains
     assert not (target / "encoder").exists()
     (target / "README.md").write_text("the user's own file")
     (target / "heads.safetensors").write_bytes(b"kept")
     with pytest.raises(FileExistsError, match=r"does not list, which would be lost: 1 item\(s\): README.md"):
-        model.save(target, include_encoder=False)
+        model.save(target, include_encoder=False, overwrite=True)
     assert (target / "README.md").read_text() == "the user's own file"
     assert (target / "heads.safetensors").read_bytes() == b"kept"  # refused before anything was written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
@@ -420,16 +436,18 @@ def test_truncated_encoder_weights_give_a_clear_error(model, tmp_path):
     model.save(tmp_path, include_encoder=True)
     weights = tmp_path / "encoder" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"encoder/model.safetensors' has sha256 \w+, not the"):
+        MultiTaskSentenceTransformer.load(tmp_path)
+    write_manifest(tmp_path, "model")  # digests that agree: the encoder itself is then refused
     with pytest.raises(ValueError, match="Cannot load the encoder from .*encoder"):
         MultiTaskSentenceTransformer.load(tmp_path)
 
 
 @pytest.mark.parametrize("content", ["[]", '"text"', "3", "null"])
-def test_config_json_that_is_not_an_object(model, tmp_path, content):
-    model.save(tmp_path, include_encoder=False)
+def test_config_json_that_is_not_an_object(tmp_path, content):
     (tmp_path / "config.json").write_text(content)
     with pytest.raises(ValueError, match=r"Unreadable model config .*config.json.*expected a JSON object"):
-        MultiTaskSentenceTransformer.load(tmp_path)
+        MultiTaskConfig.from_json(tmp_path / "config.json")
 
 
 def test_config_json_round_trip_and_unknown_keys(tmp_path):

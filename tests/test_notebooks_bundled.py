@@ -6,14 +6,13 @@ whatever MTT_DATA_DIR is set (the real data in CI). These tests use environments
 package with the extras a chapter's install cell names, and ipykernel; notebooks that name the same
 extras share one environment, built once a session. In each:
 
-- every import of the chapter must work, and so must the imports inside each project function or class
-  it names (which a call makes later) and every name of each lazily imported subpackage it uses
-  (``mtt_helpers.onnx``, ``mtt_helpers.serving``): a chapter that uses what its install cell does not
-  install fails;
+- every import of the chapter must work, and so must the imports inside every function and class of each
+  project module it imports from (which calls make later): a chapter that uses what its install cell does
+  not install fails;
 - the chapter runs top to bottom with MTT_DATA_DIR=bundled (never the network), the path of a reader
-  without the public datasets. Chapters 03, 04 and 05 take minutes even on the bundled set (355 s,
-  650 s and 317 s on a 2-core machine; 05 trains its own model when chapter 03's is absent), so their
-  runs are marked ``slow``: the default test command leaves them out, and
+  without the public datasets, and says that it uses the bundled sentences. Chapters 03, 04 and 05 take
+  minutes even on the bundled set (05 trains its own model when chapter 03's is absent), so their runs
+  are marked ``slow``: the default test command leaves them out, and
   ``pytest -m slow tests/test_notebooks_bundled.py`` runs them.
 """
 
@@ -61,15 +60,15 @@ def write_notebook(path, source):
 
 def test_the_import_check_follows_imports_made_inside_functions(colab_environments, tmp_path):
     # train_setfit imports setfit only when called; the base environment lacks it.
-    notebook = write_notebook(tmp_path / "uses_setfit.ipynb", "from mtt_helpers.training import train_setfit")
-    with pytest.raises(NotebookFailed, match=r"(?s)with only .* installed.*setfit_run.train_setfit imports setfit"):
+    notebook = write_notebook(tmp_path / "uses_setfit.ipynb", "from mtt_helpers.lowres import random_edit")
+    with pytest.raises(NotebookFailed, match=r"(?s)with only .* installed.*lowres.train_setfit imports setfit"):
         check_imports(notebook, kernel_for(BASE_CHAPTER, colab_environments))
 
 
-def test_the_import_check_asks_for_the_extra_behind_a_whole_subpackage(colab_environments, tmp_path):
-    # running_service itself imports no FastAPI (the service it starts does, in a child process).
-    notebook = write_notebook(tmp_path / "starts_a_service.ipynb", "from mtt_helpers.serving import running_service")
-    with pytest.raises(NotebookFailed, match=r"(?s)mtt_helpers\.serving\.create_app .* needs fastapi"):
+def test_the_import_check_asks_for_what_a_child_process_needs(colab_environments, tmp_path):
+    # running_service starts `mtt serve` in a child process, which needs FastAPI: asked for before it starts.
+    notebook = write_notebook(tmp_path / "starts_a_service.ipynb", "from mtt.client import running_service")
+    with pytest.raises(NotebookFailed, match=r"(?s)mtt\.client\.service_process imports fastapi"):
         check_imports(notebook, kernel_for(BASE_CHAPTER, colab_environments))
 
 
@@ -80,5 +79,5 @@ def test_notebook_runs_on_bundled_data_with_only_its_install_cell_extras(path, c
                             env={"MTT_DATA_DIR": "bundled"})  # raises NotebookFailed on the first failing cell
     code = "".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
     printed = "".join(output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", []))
-    if "data_dir()" in code:  # a notebook that picks its data must say it fell back to the bundled set
-        assert "bundled" in printed.lower()
+    if "locate_data()" in code:  # a notebook that picks its data must say it uses the bundled set
+        assert "the bundled sentences" in printed.lower()

@@ -4,9 +4,11 @@ import pandas as pd
 import pytest
 import torch
 
-from mtt_helpers import MultiTaskSentenceTransformer, set_seed
-from mtt_helpers.data import TASK_LABELS, load_bundled, multitask_frame, stratified_sample
-from mtt_helpers.training import SelfTrainingConfig, TrainConfig, pseudo_labels, self_train, train
+from mtt_core.labels import TASK_LABELS
+from mtt_helpers import MultiTaskSentenceTransformer, TrainConfig, multitask_frame, set_seed, stratified_sample, train
+from mtt_helpers.data import load_bundled
+from mtt_helpers.embedding_cache import EmbeddingCache
+from mtt_helpers.lowres import SelfTrainingConfig, pseudo_labels, self_train
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def fresh(encoder):
 
 
 def config(tmp_path, **kwargs):
-    return TrainConfig(**{"epochs": 40, "batch_size": 16, "show_progress_bar": False, "cache_dir": str(tmp_path), **kwargs})
+    return TrainConfig(**{"epochs": 40, "batch_size": 16, "show_progress_bar": False, **kwargs})
 
 
 def heads_equal(a, b):
@@ -63,15 +65,15 @@ def test_pseudo_labels_restore_each_modules_mode(encoder, split):
 
 def test_retraining_starts_from_the_initial_head_not_the_labelled_only_one(encoder, split, tmp_path):
     labelled, pool = split
-    settings = config(tmp_path)
+    settings, cache = config(tmp_path), EmbeddingCache()
     model = fresh(encoder)
     _, pseudo = self_train(model, labelled, pool["text"].tolist()[:300], "sentiment", settings,
-                           SelfTrainingConfig(threshold=0.4, per_class=30))
+                           SelfTrainingConfig(threshold=0.4, per_class=30), cache)
     assert len(pseudo) > 0
-    # The same head, trained once from its initial weights on labels + the same pseudo-labels.
+    # The same head, trained once from its initial weights on labels + the same pseudo-labels (and embeddings).
     reference = fresh(encoder)
     combined = pd.concat([labelled[["text", "label"]], pseudo[["text", "label"]]], ignore_index=True)
-    train(reference, multitask_frame(sentiment=combined), None, config(tmp_path, tasks=["sentiment"]))
+    train(reference, multitask_frame(sentiment=combined), None, config(tmp_path, tasks=["sentiment"]), cache)
     assert heads_equal(model.heads["sentiment"], reference.heads["sentiment"])
 
 

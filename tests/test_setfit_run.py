@@ -5,7 +5,7 @@ import math
 import pytest
 
 from mtt_helpers.data import load_bundled, stratified_sample
-from mtt_helpers.training import setfit_default_steps, train_setfit
+from mtt_helpers.lowres import setfit_default_steps, train_setfit
 
 LABEL_SETS = {
     "n=32 as in chapter 04": ["negative"] * 5 + ["neutral"] * 14 + ["positive"] * 13,
@@ -46,7 +46,7 @@ def test_bad_runs_are_refused_before_the_model_loads(arguments, message):
 
 def test_bad_precision_is_refused_before_the_model_loads():
     with pytest.raises(ValueError, match="precision must be one of"):
-        train_setfit(["a", "b"], ["x", "y"], 0, precision="fp16")
+        train_setfit(["a", "b"], ["x", "y"], 0, precision="int8")
 
 
 def test_a_run_at_the_defaults_takes_the_default_steps_in_fp32_and_predicts_known_labels():

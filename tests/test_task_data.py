@@ -19,40 +19,35 @@ def external(tmp_path):
     return tmp_path
 
 
-def test_external_data_when_mtt_data_dir_is_set(external, monkeypatch):
-    monkeypatch.setenv("MTT_DATA_DIR", str(external))
-    data = load_task_data("dev")
+def test_external_data_from_a_folder(external):
+    data = load_task_data("dev", external)
     assert data.real and data.bundled is None
-    assert data.source == f"Data: HuffPost headlines (topic) and TweetEval tweets (sentiment), dev split, from MTT_DATA_DIR={external}."
+    assert data.source == (f"Data: HuffPost headlines (topic) and TweetEval tweets (sentiment), dev split: real text "
+                           f"written by people, from {external}.")
+    assert "SemEval 2013-2016 pool" in load_task_data("train", external).source  # says how the tweets were rebuilt
     assert data.topic["text"].str.startswith("huffpost_news_category dev").all() and len(data.topic) == 30
     assert data.sentiment["text"].str.startswith("tweeteval_sentiment dev").all()
     frame = data.multitask()
     assert len(frame) == 60 and frame["topic"].notna().sum() == 30 and frame["sentiment"].notna().sum() == 30
 
 
-def test_external_samples_per_task_and_only_the_named_task(external):
-    both = load_task_data("train", max_per_task=12, seed=0, folder=external)
-    assert len(both.topic) == len(both.sentiment) == 12 and both.source.endswith(f"train split, from {external}.")
+def test_external_samples_per_task(external):
+    both = load_task_data("train", external, max_per_task=12, seed=0)
+    assert len(both.topic) == len(both.sentiment) == 12
     assert both.topic["label"].value_counts().eq(2).all()  # stratified: 2 of each of the 6 topics
-    only_topic = load_task_data("train", max_per_task={"topic": 12}, folder=external)
-    assert (len(only_topic.topic), len(only_topic.sentiment)) == (12, 30)
-    with pytest.raises(ValueError, match=r"unknown task\(s\) \['topics'\]"):
-        load_task_data("train", max_per_task={"topics": 12}, folder=external)
 
 
-def test_bundled_data_when_mtt_data_dir_says_bundled(monkeypatch):
-    monkeypatch.setenv("MTT_DATA_DIR", "bundled")
+def test_bundled_data_without_a_folder():
     data = load_task_data("dev", max_per_task=10)  # the sample applies to external data only
     dev = load_bundled("dev")
     assert not data.real and len(data.topic) == len(data.sentiment) == len(dev) == 270
-    assert data.source == "Data: the bundled sentences (written with a language model), dev split, as MTT_DATA_DIR=bundled asks."
+    assert data.source == "Data: the bundled sentences (written with a language model for this tutorial), dev split."
     assert data.topic["label"].tolist() == dev["topic"].tolist() and data.sentiment["label"].tolist() == dev["sentiment"].tolist()
     frame = data.multitask()  # one row per sentence, both labels
     assert len(frame) == 270 and frame[["topic", "sentiment"]].notna().all().all()
 
 
-def test_disjoint_bundled_halves_share_no_sentence(monkeypatch):
-    monkeypatch.setenv("MTT_DATA_DIR", "bundled")
+def test_disjoint_bundled_halves_share_no_sentence():
     data = load_task_data("train", disjoint_bundled=True, seed=0)
     assert len(data.topic) == len(data.sentiment) == 630 and data.bundled is None
     assert not set(data.topic["text"]) & set(data.sentiment["text"])
