@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mtt.backends import PREDICTOR_PRECISIONS
-from mtt_core.files import KIND_NAMES, MODEL_KIND, ONNX_KIND, check_replaceable
+from mtt_core.files import KIND_NAMES, MODEL_KIND, ONNX_KIND, WriteError, check_replaceable
 from mtt_core.labels import SENTIMENT_DATASET, SENTIMENT_LABELS, TOPIC_DATASET, TOPIC_LABELS
 from mtt_core.model_files import CONFIG_FILE, HEADS_FILE, INT8_FILE, ONNX_FILE, OPSETS
 
@@ -52,13 +52,26 @@ def _resolved(path: str | os.PathLike) -> Path:
     return Path(os.path.abspath(Path(path).expanduser())).resolve()
 
 
-def refuse_inputs(output: str, shown: str, inputs: Iterable[str | os.PathLike]) -> None:
-    """Refuses an output that is, holds or lies inside anything the command reads (links resolved)."""
+Inputs = Iterable[tuple[str | os.PathLike, str]]
+"""What a command reads (or replaces as a whole), each with the name messages give it: ``(path, "--data-dir")``."""
+
+
+def refuse_inputs(output: str | os.PathLike, shown: str, inputs: Inputs, role: str = "reads") -> None:
+    """Refuses an output that is, holds or lies inside anything in ``inputs`` (links resolved), naming both.
+
+    Args:
+        output: The file or folder the command writes.
+        shown: How messages name it, e.g. ``"--report run.md"``.
+        inputs: ``(path, name)`` of each thing the command ``role``.
+        role: What the command does with them: ``"reads"``, or ``"replaces as a whole"`` (another output folder).
+    """
     target = _resolved(output)
-    for source in inputs:
-        source = _resolved(source)
-        if target == source or source in target.parents or target in source.parents:
-            fail(f"{shown} would write over {source}, which this command reads; write elsewhere")
+    for path, name in inputs:
+        source = _resolved(path)
+        relation = ("is" if target == source else "lies inside" if source in target.parents
+                    else "holds" if target in source.parents else None)
+        if relation:
+            fail(f"{shown} {relation} {name} ({source}), which this command {role}; write elsewhere")
 
 
 def check_writable_parent(target: Path, shown: str) -> None:
@@ -73,28 +86,31 @@ def check_writable_parent(target: Path, shown: str) -> None:
         fail(f"{shown}: the folder {existing} is not writable")
 
 
-def check_writable_file(path: str, shown: str, inputs: Iterable[str | os.PathLike]) -> Path:
-    """Refuses an output file that is a folder, read-only, an input, or in a folder that cannot be written."""
+def check_writable_file(path: str, shown: str, inputs: Inputs, outputs: Inputs = ()) -> Path:
+    """Refuses an output file that is a folder, read-only, an input (or inside one), inside another output
+    folder of the command, or in a folder that cannot be written."""
     target = Path(path).expanduser()
     if target.is_dir():
         fail(f"{shown} is a directory; name the file to write")
     if target.exists() and not os.access(target, os.W_OK):
         fail(f"{shown} is read-only")
     refuse_inputs(path, shown, inputs)
+    refuse_inputs(path, shown, outputs, role="replaces as a whole")
     check_writable_parent(target, shown)
     return target
 
 
-def check_output_folder(target: Path, shown: str, kind: str, inputs: list[Path], overwrite: bool) -> None:
-    """Refuses an output folder that exists without ``--overwrite``, may not be replaced, is the current
-    folder or one above it, is an input, or cannot be written."""
+def check_output_folder(target: Path, shown: str, kind: str, inputs: Inputs, overwrite: bool) -> None:
+    """Refuses an output folder that is the current folder or one above it, exists without ``--overwrite``,
+    is, holds or lies inside an input, may not be replaced, or cannot be written."""
     if _resolved(target) in (_resolved("."), *_resolved(".").parents):
         fail(f"{shown} is the current folder or one above it; name a new folder")
+    inputs = list(inputs)
+    refuse_inputs(target, shown, inputs)
     if (target.exists() or target.is_symlink()) and not overwrite:
         fail(f"{shown} already exists; pass --overwrite to replace {KIND_NAMES[kind]} written earlier")
-    refuse_inputs(str(target), shown, inputs)
     try:
-        check_replaceable(target, kind, inputs)
+        check_replaceable(target, kind, [path for path, _ in inputs])
     except (ValueError, FileExistsError) as error:
         fail(f"{shown}: {error}")
     check_writable_parent(target, shown)
@@ -104,7 +120,9 @@ def write_or_fail(what: str, write: Callable[[], Any]) -> Any:
     """Runs a write; a refusal or a file-system error (a full disk, a permission) is one line, not a traceback."""
     try:
         return write()
-    except (OSError, ValueError) as error:  # WriteError, FileExistsError (a folder appeared meanwhile), ...
+    except WriteError as error:  # names the path and the cause
+        fail(f"{what}: {error}")
+    except (OSError, ValueError) as error:  # FileExistsError (a folder appeared meanwhile), ...
         fail(f"cannot write {what}: {error}")
 
 
@@ -153,6 +171,8 @@ def layers_argument(value: str) -> int | str:
     """``--layers``: ``all`` or an integer >= 0."""
     if value == "all":
         return value
+    if not value.lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"expected 'all' or an integer >= 0, got {value!r}")
     return int_at_least(0)(value)
 
 
@@ -162,9 +182,10 @@ def run_train(args: argparse.Namespace) -> None:
     out, data_dir = Path(args.out).expanduser(), Path(args.data_dir).expanduser()
     if not data_dir.is_dir():
         fail(f"data directory not found: {args.data_dir}")
-    check_output_folder(out, f"--out {args.out}", MODEL_KIND, [data_dir], args.overwrite)
+    check_output_folder(out, f"--out {args.out}", MODEL_KIND, [(data_dir, "--data-dir")], args.overwrite)
     if args.report:
-        check_writable_file(args.report, f"--report {args.report}", [data_dir, out])
+        check_writable_file(args.report, f"--report {args.report}", [(data_dir, "--data-dir")],
+                            outputs=[(out, "--out")])
 
     from mtt_helpers.encoder import encoder_layer_count  # imports torch: only once the cheap checks have passed
 
@@ -352,7 +373,8 @@ def read_texts(path: str) -> list[str]:
 def run_predict(args: argparse.Namespace) -> None:
     """Checks the paths, reads the texts, loads the model, and writes the predictions."""
     if args.output:
-        check_writable_file(args.output, f"-o {args.output}", [args.input_csv, args.model_dir])
+        check_writable_file(args.output, f"-o {args.output}", [(args.input_csv, "INPUT.csv"),
+                                                               (args.model_dir, "MODEL_DIR")])
     texts = read_texts(args.input_csv)
     from mtt.backends import load_predictor
 
@@ -422,7 +444,8 @@ def run_export(args: argparse.Namespace) -> None:
         fail(f"--opset must be from {OPSETS[0]} to {OPSETS[-1]}, got {args.opset}")
     if args.calibration_csv is not None and not args.int8:
         fail("--calibration-csv calibrates the int8 graph; add --int8")
-    inputs = [model_dir] + ([Path(args.calibration_csv)] if args.calibration_csv else [])
+    inputs = [(model_dir, "MODEL_DIR")] + ([(Path(args.calibration_csv), "--calibration-csv")]
+                                           if args.calibration_csv else [])
     check_output_folder(out_dir, f"OUT_DIR {args.out_dir}", ONNX_KIND, inputs, args.overwrite)
     try:
         import onnx  # noqa: F401  (torch.onnx.export needs it)
@@ -460,7 +483,7 @@ def run_export(args: argparse.Namespace) -> None:
             quantize_int8(directory / ONNX_FILE, directory / INT8_FILE, calibration)
 
     write_or_fail(f"OUT_DIR {args.out_dir}", lambda: write_atomically(
-        out_dir, write, is_dir=True, kind=ONNX_KIND, sources=inputs, overwrite=args.overwrite))
+        out_dir, write, is_dir=True, kind=ONNX_KIND, sources=[path for path, _ in inputs], overwrite=args.overwrite))
     print(f"wrote {ONNX_FILE}{f' and {INT8_FILE}' if args.int8 else ''} with config.json and the tokenizer to "
           f"{args.out_dir}", file=sys.stderr)
     if calibration is not None:
@@ -511,12 +534,12 @@ def add_serve(subparsers: argparse._SubParsersAction) -> None:
 
 def run_serve(args: argparse.Namespace) -> None:
     """Checks the options and binds the port, then serves until Ctrl-C; the model loads once the server listens."""
-    from mtt.service import PortInUse, ServiceSettings, bind_socket, create_app, raise_open_file_limit, run_server
-
     if not Path(args.model_dir).is_dir():
         fail(f"model directory not found: {args.model_dir}")
     if not 0 <= args.port <= 65535:
         fail(f"--port must be between 0 and 65535, got {args.port}")
+    from mtt.service import PortInUse, ServiceSettings, bind_socket, create_app, raise_open_file_limit, run_server
+
     try:
         settings = ServiceSettings(max_texts=args.max_texts, max_body_bytes=args.max_body_bytes,
                                    on_long_text=args.on_long_text, max_batch_texts=args.max_batch_texts,

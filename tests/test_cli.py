@@ -1,5 +1,6 @@
 """The command-line tools: round trips, help, and clear failures that write nothing."""
 
+import errno
 import json
 import os
 import re
@@ -10,17 +11,16 @@ import sys
 import pandas as pd
 import pytest
 
+from mtt.cli import main, read_texts
 from mtt_helpers import MultiTaskSentenceTransformer
-from mtt_helpers.cli import main
-from mtt_helpers.cli import predict as predict_cli
 from mtt_helpers.data import load_bundled
 
 
 def cli(*args, cwd=None):
-    """``python -m mtt_helpers *args`` (the ``mtt`` command) in a subprocess."""
+    """``python -m mtt *args`` (the ``mtt`` command) in a subprocess."""
     # umask 022 so that the permission checks below know what an ordinary write gives.
     return subprocess.run(
-        [sys.executable, "-m", "mtt_helpers", *args], capture_output=True, text=True, timeout=600, cwd=cwd,
+        [sys.executable, "-m", "mtt", *args], capture_output=True, text=True, timeout=600, cwd=cwd,
         umask=0o022,
     )
 
@@ -41,7 +41,7 @@ def test_help(command):
 # Runs the command line in a fresh interpreter and reports which heavy libraries it imported.
 IMPORTS = """
 import sys
-from mtt_helpers.cli import main
+from mtt.cli import main
 try:
     main(sys.argv[1:])
 finally:
@@ -58,8 +58,8 @@ def test_help_and_argument_errors_import_no_heavy_library(args, code):
     result = subprocess.run([sys.executable, "-c", IMPORTS, *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == code, result.stderr
     assert result.stderr.splitlines()[-1] == "IMPORTED"
-    # python -m mtt_helpers is the same command
-    same = subprocess.run([sys.executable, "-m", "mtt_helpers", *args], capture_output=True, text=True, timeout=120)
+    # python -m mtt is the same command
+    same = subprocess.run([sys.executable, "-m", "mtt", *args], capture_output=True, text=True, timeout=120)
     assert (same.returncode, same.stdout) == (result.returncode, result.stdout)
 
 
@@ -160,16 +160,17 @@ def test_train_cli_learns_picks_on_validation_scores_dev_as_served_and_saves_its
     dev_f1 = float(re.search(r"dev topic: accuracy [0-9.]+, macro_f1 ([0-9.]+)", result.stdout)[1])
     assert dev_f1 == 1.0
     report = (tmp_path / "run.md").read_text()
-    assert "--layers 0 --epochs 40" in report and f"| {dev_f1:.3f} |" in report  # the run's own figures
+    assert "--layers 0 --epochs 40" in report  # the run's own command and figures (pandas pads the cells)
+    assert re.search(rf"\|\s*{dev_f1:.3f}\s*\|", report)
     assert "picked on a validation slice carved from the training rows (6 topic + 3 sentiment, seed 0)" in report
     assert "dev was scored once, on the kept epoch, with the saved model reloaded (128 tokens, fp32)" in report
     # The settings travel with the model: its token limit, and how it was trained.
     from mtt_helpers.training import read_training_args
 
     assert json.loads((out / "config.json").read_text())["max_seq_length"] == 128
-    assert model.encoder.max_seq_length == 128
+    assert model.max_seq_length == 128
     settings, record = read_training_args(out)
-    assert (settings.trainable_encoder_layers, settings.epochs, settings.max_seq_length) == (0, 40, 128)
+    assert (settings.trainable_encoder_layers, settings.epochs) == (0, 40)
     assert record["datasets"] == {"topic": "news", "sentiment": "tweets"}
     assert record["rows"] == {"train": {"topic": 66, "sentiment": 33}, "validation": {"topic": 6, "sentiment": 3},
                               "dev": {"topic": 18, "sentiment": 9}}
@@ -224,7 +225,7 @@ def test_predict_reads_text_exactly_or_names_the_line(tmp_path, capsys, content,
 
 def test_predict_keeps_quoted_commas_and_multiline_texts(tmp_path):
     (tmp_path / "in.csv").write_text('text\n"Great game, we won"\n"two\nlines"\n')
-    assert predict_cli.read_texts(str(tmp_path / "in.csv")) == ["Great game, we won", "two\nlines"]
+    assert read_texts(str(tmp_path / "in.csv")) == ["Great game, we won", "two\nlines"]
 
 
 def test_predict_output_checks_come_before_any_work(tmp_path, capsys):
@@ -235,7 +236,7 @@ def test_predict_output_checks_come_before_any_work(tmp_path, capsys):
     assert code == 2 and "is a directory" in err
     sneaky = tmp_path / "out" / ".." / "in.csv"
     code, err = run_main(["predict", tmp_path / "nope", tmp_path / "in.csv", "-o", sneaky], capsys)
-    assert code == 2 and "is the input file" in err
+    assert code == 2 and f"-o {sneaky} is INPUT.csv ({tmp_path / 'in.csv'}), which this command reads" in err
     assert (tmp_path / "in.csv").read_text() == "text\nhello\n"
 
 
@@ -279,11 +280,10 @@ def test_train_overwrite_replaces_only_a_saved_model(tmp_path, capsys, saved_mod
     data = tmp_path / "data"
     write_dataset(data, "news", load_bundled(), "topic")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    for out, message in [(data, "lie inside one"), (data / "news" / "..", "lie inside one"),
-                         (data / "news", "lie inside one"), (data / "news" / "train.csv", "lie inside one"),
-                         (tmp_path, "lie inside one")]:
+    for out, relation in [(data, "is"), (data / "news" / "..", "is"), (data / "news", "lies inside"),
+                          (data / "news" / "train.csv", "lies inside"), (tmp_path, "holds")]:
         code, err = run_main(["train", "--data-dir", data, "--out", out, "--overwrite"], capsys)
-        assert code == 2 and message in err, out
+        assert code == 2 and f"--out {out} {relation} --data-dir ({data}), which this command reads" in err, out
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
     # A folder that merely looks like a saved model (config.json + heads.safetensors) is not replaced.
     (tmp_path / "looks").mkdir()
@@ -337,3 +337,63 @@ def test_predict_refuses_a_read_only_folder(tmp_path, capsys):
     code, err = run_main(["predict", tmp_path / "nope", tmp_path / "in.csv", "-o", tmp_path / "locked" / "o.csv"],
                          capsys)
     assert code == 2 and "is not writable" in err
+
+
+# ------------------------------------------------- outputs that would destroy an input
+def test_train_refuses_a_report_inside_the_data_before_training(tmp_path, capsys):
+    """``--report data/tweeteval_sentiment/train.csv`` would replace the training data with the report."""
+    data = tmp_path / "data"
+    write_separable(data, "tweeteval_sentiment", SENTIMENT_TEXTS)
+    write_separable(data, "huffpost_news_category", TOPIC_TEXTS)
+    before = (data / "tweeteval_sentiment" / "train.csv").read_bytes()
+    report = data / "tweeteval_sentiment" / "train.csv"
+    code, err = run_main(["train", "--data-dir", data, "--out", tmp_path / "m", "--report", report], capsys)
+    assert code == 2 and err == (f"error: --report {report} lies inside --data-dir ({data}), which this command "
+                                 "reads; write elsewhere\n")
+    assert (data / "tweeteval_sentiment" / "train.csv").read_bytes() == before and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("target", ["config.json", "heads.safetensors", "predictions.csv"])
+def test_predict_refuses_an_output_inside_the_model_folder(saved_model, tmp_path, capsys, target):
+    """``-o MODEL/config.json`` would replace the model's own config with predictions."""
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    before = sorted((p.name, p.read_bytes()) for p in saved_model.iterdir())
+    code, err = run_main(["predict", saved_model, tmp_path / "in.csv", "-o", saved_model / target], capsys)
+    assert code == 2 and f"lies inside MODEL_DIR ({saved_model}), which this command reads" in err
+    assert sorted((p.name, p.read_bytes()) for p in saved_model.iterdir()) == before
+
+
+def test_predict_refuses_an_output_inside_an_onnx_export(onnx_export, tmp_path, capsys):
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    code, err = run_main(["predict", onnx_export, tmp_path / "in.csv", "--backend", "onnx", "-o",
+                          onnx_export / "config.json"], capsys)
+    assert code == 2 and "lies inside MODEL_DIR" in err
+
+
+def test_train_refuses_the_current_folder_before_reading_data(tmp_path, capsys, monkeypatch):
+    """``--out .`` (even an empty current folder, with --overwrite) cannot be renamed into place."""
+    (tmp_path / "data").mkdir()  # holds no dataset: reading it would fail with another message
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    for out in (".", "..", str(tmp_path / "here")):
+        code, err = run_main(["train", "--data-dir", tmp_path / "data", "--out", out, "--overwrite"], capsys)
+        assert code == 2 and err == f"error: --out {out} is the current folder or one above it; name a new folder\n"
+    assert list((tmp_path / "here").iterdir()) == []
+
+
+def test_a_full_disk_while_writing_predictions_is_one_line_and_keeps_the_old_file(saved_model, tmp_path, capsys,
+                                                                                   monkeypatch):
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    (tmp_path / "out.csv").write_text("the earlier predictions")
+
+    def full(self, path, *args, **kwargs):
+        with open(path, "w") as handle:
+            handle.write("text,text_c")  # half a file, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    code, err = run_main(["predict", saved_model, tmp_path / "in.csv", "-o", tmp_path / "out.csv"], capsys)
+    assert code == 2
+    assert err == f"error: -o {tmp_path / 'out.csv'}: cannot write {tmp_path / 'out.csv'}: No space left on device\n"
+    assert (tmp_path / "out.csv").read_text() == "the earlier predictions"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]  # no half-written temporary
