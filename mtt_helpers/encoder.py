@@ -72,15 +72,16 @@ def load_encoder(model_name_or_path: str | os.PathLike | None = None, device: st
 
     Raises:
         FileNotFoundError: see :func:`encoder_source`.
+        OSError: a hub id that cannot be loaded (offline, unknown); the message names it.
         ValueError: a local folder whose files cannot be loaded (e.g. truncated weights).
     """
     source, local_only = encoder_source(model_name_or_path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         encoder = SentenceTransformer(source, device=device, local_files_only=local_only)
-    except Exception as error:  # safetensors, transformers and json raise many unrelated types
-        if not local_only:
-            raise  # hub errors (offline, unknown id) already say what went wrong
+    except Exception as error:  # safetensors, transformers, the hub and json raise many unrelated types
+        if not local_only:  # offline, an unknown id: the hub's message does not always name what was asked for
+            raise OSError(f"Cannot load the encoder {source!r} from the Hugging Face hub: {error}") from error
         raise ValueError(f"Cannot load the encoder from {source!r}: {error}") from error
     return encoder.eval()
 

