@@ -111,8 +111,9 @@ class ServiceSettings:
     hold connections. uvicorn's own keep-alive timeout (5 s) closes idle connections sooner."""
 
     max_connections: int = 4096
-    """Most connections open at once (uvicorn's ``limit_concurrency``: a request beyond it gets 503);
-    a connection accepted beyond it is closed at once. Kept below the process's file-descriptor limit."""
+    """Most connections open at once: a connection accepted beyond it is closed at once, so open files
+    stay below the process's limit and every connection within it is served (uvicorn's ``limit_concurrency``,
+    which answers 503, is set just above it as a second guard)."""
 
     def __post_init__(self) -> None:
         for name in ("max_texts", "max_batch_texts", "retry_after_s", "max_connections"):
@@ -179,10 +180,13 @@ class PredictResponse(BaseModel):
 
 # ----------------------------------------------------------------------------- body size limit
 class BodySizeLimit:
-    """ASGI middleware: 413 for a body over ``max_bytes``, checked before anything parses it.
+    """ASGI middleware: 413 for a body over ``max_bytes``, and 422 for a body that is not UTF-8, checked
+    before anything parses it.
 
     A ``Content-Length`` over the limit is refused at once; a chunked body is read up to the
-    limit and then refused, so an unbounded stream never reaches memory whole.
+    limit and then refused, so an unbounded stream never reaches memory whole. JSON exchanged over
+    HTTP is UTF-8 (RFC 8259); without this check FastAPI answers 400 to invalid UTF-8 and decodes a
+    UTF-16 body as JSON.
     """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
@@ -215,6 +219,13 @@ class BodySizeLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            detail = [{"loc": ["body", error.start], "type": "json_invalid",
+                       "msg": f"the body is not UTF-8 text: byte {error.start} ({body[error.start]:#04x}): {error.reason}"}]
+            await JSONResponse({"detail": detail}, status_code=422)(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> dict:
@@ -594,7 +605,9 @@ def run_server(app: FastAPI, settings: ServiceSettings, sock: socket.socket) -> 
     import uvicorn
 
     raise_open_file_limit(settings.max_connections + 256)  # the model, the log and the libraries need files too
-    config = uvicorn.Config(app, http=_protocol_with_limits(settings), limit_concurrency=settings.max_connections,
+    # uvicorn answers 503 once open connections reach limit_concurrency, the connection asking included:
+    # one above the cap, so that each of max_connections connections is served.
+    config = uvicorn.Config(app, http=_protocol_with_limits(settings), limit_concurrency=settings.max_connections + 1,
                             h11_max_incomplete_event_size=16 * 1024, log_level="warning")
     app.state.server = uvicorn.Server(config)
     app.state.server.run(sockets=[sock])

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from mtt_helpers.serving.client import http_sender, load_summary, run_load
+from mtt.client import http_sender, load_summary, run_load
 
 
 def test_percentiles_rates_and_errors_of_known_latencies():

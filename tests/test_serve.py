@@ -1,5 +1,6 @@
 """The HTTP service, tested against real servers on 127.0.0.1: the CLI in a subprocess, and
-``create_app`` under uvicorn in a thread (for settings and the loading phase)."""
+``create_app`` under uvicorn in a thread (for settings and the loading phase); slow clients, the
+connection cap and a busy port against ``mtt serve`` itself."""
 
 import http.client
 import json
@@ -16,15 +17,16 @@ import pytest
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
+from mtt.client import benchmark_service, running_service, service_process
+from mtt.service import ServiceSettings, create_app
 from mtt_helpers import MultiTaskSentenceTransformer
 from mtt_helpers.data import load_bundled
-from mtt_helpers.serving import ServiceSettings, benchmark_service, create_app, running_service, service_process
 
 HOST = "127.0.0.1"
 MAX_TEXTS = 8
 MAX_BODY = 20_000
 LONG_TEXT = " ".join(["The committee discussed budgets, exams and marathon training schedules."] * 40)
-"""About 400 words: over the 256-token limit, yet well under MAX_BODY bytes."""
+"""About 400 words: over the model's 128-token limit, yet well under MAX_BODY bytes."""
 
 
 def free_port() -> int:
@@ -148,13 +150,16 @@ def test_docs_and_health(cli_server):
         ([["fine"]], 422, "valid dictionary"),
         (b'{"texts": ["unterminated', 422, "json"),
         (b"\xff\xfe not utf-8", 422, "json"),
+        (b'{"texts": ["caf\xe9"]}', 422, "not utf-8 text: byte 15 (0xe9)"),  # Latin-1: FastAPI alone answers 400
+        (b"\xc3\x28", 422, "not utf-8 text: byte 0"),
+        ('{"texts": ["ok"]}'.encode("utf-16"), 422, "not utf-8 text"),  # FastAPI alone would decode it
         ({"texts": ["fine", "   \n\t"]}, 422, "indices [1] are empty or whitespace only"),
         (b'{"texts": ["lone \\ud800 surrogate"]}', 422, "surrogate"),
         ({"texts": ["a"] * (MAX_TEXTS + 1)}, 413, f"limit is {MAX_TEXTS}"),
         ({"texts": ["x" * (MAX_BODY + 10)]}, 413, f"limit of {MAX_BODY} bytes"),
     ],
     ids=["empty list", "number", "null", "string not list", "missing field", "wrong field", "not an object",
-         "broken json", "not utf-8", "whitespace only", "lone surrogate", "too many texts", "body too large"],
+         "broken json", "not utf-8", "latin-1", "invalid utf-8", "utf-16", "whitespace only", "lone surrogate", "too many texts", "body too large"],
 )
 def test_bad_input_gets_a_clear_4xx(cli_server, body, status, fragment):
     got_status, answer = request(cli_server, "POST", "/predict", body)
@@ -186,7 +191,7 @@ def test_long_text_is_refused_when_configured(reference):
     app = create_app(reference, ServiceSettings(on_long_text="refuse"))
     with ThreadedServer(app) as server:
         status, body = request(server.port, "POST", "/predict", {"texts": ["Short one.", LONG_TEXT]})
-        assert status == 422 and "indices 1 (" in body["detail"] and "256 tokens" in body["detail"]
+        assert status == 422 and "indices 1 (" in body["detail"] and "128 tokens" in body["detail"]
         assert request(server.port, "POST", "/predict", {"texts": ["Short one."]})[0] == 200
 
 
@@ -245,21 +250,21 @@ def test_benchmark_service_reports_rates_percentiles_and_no_errors(cli_server):
 
 
 def test_the_help_says_what_needs_the_internet():
-    result = subprocess.run([sys.executable, "-m", "mtt_helpers", "serve", "--help"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "mtt", "serve", "--help"], capture_output=True, text=True,
                             timeout=60)
-    assert "/docs (Swagger UI) loads its page from a CDN and needs the" in result.stdout
+    assert "/docs (Swagger UI) loads its page from a CDN and needs the internet" in " ".join(result.stdout.split())
     assert "/openapi.json" in result.stdout
 
 
 def test_cli_refuses_a_missing_model_dir(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mtt_helpers", "serve", str(tmp_path / "nope"), "--port", "0"],
+    result = subprocess.run([sys.executable, "-m", "mtt", "serve", str(tmp_path / "nope"), "--port", "0"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "model directory not found" in result.stderr
 
 
 def test_cli_exits_when_the_model_cannot_load(tmp_path):
     (tmp_path / "config.json").write_text("[]")
-    result = subprocess.run([sys.executable, "-m", "mtt_helpers", "serve", str(tmp_path), "--host", HOST,
+    result = subprocess.run([sys.executable, "-m", "mtt", "serve", str(tmp_path), "--host", HOST,
                              "--port", str(free_port())], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "cannot load the model" in result.stderr
 
@@ -285,8 +290,8 @@ def test_running_service_reports_a_server_that_exits(tmp_path):
 SERVE_ONNX = """
 import sys
 from fastapi.testclient import TestClient
-from mtt_helpers.backends import load_predictor
-from mtt_helpers.serving import ServiceSettings, create_app
+from mtt.backends import load_predictor
+from mtt.service import ServiceSettings, create_app
 model = load_predictor(sys.argv[1], "onnx", "int8-safe")
 texts = ["What a goal!", " ".join(["The committee discussed budgets."] * 80)]
 with TestClient(create_app(model)) as client:
@@ -295,7 +300,7 @@ with TestClient(create_app(model, ServiceSettings(on_long_text="refuse"))) as cl
     refused = client.post("/predict", json={"texts": texts})
 expected = model.predict(texts)["text_class"].tolist()
 print(answer["truncated"], refused.status_code, [p["topic"] for p in answer["predictions"]] == expected)
-heavy = ("torch", "sentence_transformers")
+heavy = ("torch", "sentence_transformers", "mtt_helpers")
 print("torch or sentence-transformers imported:", any(name in sys.modules for name in heavy))
 """
 
@@ -316,3 +321,115 @@ def test_mtt_serve_with_the_onnx_backend_loads_no_torch_library(onnx_export):
             libraries = {line.split()[-1] for line in maps if "/" in line}
     assert any("onnxruntime" in path for path in libraries)
     assert not [path for path in libraries if "torch" in path.rsplit("/", 1)[-1]]
+
+
+# ----------------------------------------------------------------------------- slow clients, the cap, a busy port
+READ_TIMEOUT_S = 1.0
+MAX_CONNECTIONS = 24
+
+
+@pytest.fixture(scope="module")
+def limited_server(onnx_export):
+    """``mtt serve`` with the ONNX export (quick to load), a 1 s read timeout and at most 24 connections."""
+    options = ["--backend", "onnx", "--read-timeout-s", str(READ_TIMEOUT_S), "--max-connections", str(MAX_CONNECTIONS)]
+    with running_service(onnx_export, *options, host=HOST) as url:
+        yield int(url.rsplit(":", 1)[1])
+
+
+def stalled_clients(port, count, partial=b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Ty"):
+    """``count`` connections that each sent ``partial`` (half a header block by default) and then nothing."""
+    clients = []
+    for _ in range(count):
+        client = socket.create_connection((HOST, port), timeout=10)
+        client.sendall(partial)
+        clients.append(client)
+    return clients
+
+
+def seconds_until_closed(clients, start, limit):
+    """For each client, the seconds from ``start`` until the server closed it; ``None`` if still open at ``limit``."""
+    closed = []
+    for client in clients:
+        client.settimeout(max(0.01, start + limit - time.monotonic()))
+        try:
+            while client.recv(4096):  # an answer (none is expected), then the end of the stream
+                pass
+            closed.append(time.monotonic() - start)
+        except ConnectionResetError:
+            closed.append(time.monotonic() - start)
+        except socket.timeout:
+            closed.append(None)
+        finally:
+            client.close()
+    return closed
+
+
+def health_seconds(port):
+    start = time.monotonic()
+    status, _ = request(port, "GET", "/health")
+    return status, time.monotonic() - start
+
+
+def test_stalled_clients_are_dropped_after_the_read_timeout_and_health_answers_meanwhile(limited_server):
+    """Clients that stop halfway through their headers, or through their body, hold no connection past
+    --read-timeout-s; /health answers in well under a second while they are open."""
+    start = time.monotonic()
+    clients = stalled_clients(limited_server, 18)
+    clients += stalled_clients(limited_server, 2, partial=b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                                            b"application/json\r\nContent-Length: 1000\r\n\r\n"
+                                                            b'{"texts": ["hal')
+    for _ in range(3):
+        status, seconds = health_seconds(limited_server)
+        assert status == 200 and seconds < 1.0
+    closed = seconds_until_closed(clients, start, limit=READ_TIMEOUT_S + 4)
+    assert None not in closed, closed  # without the read timeout uvicorn holds them for ever
+    assert min(closed) >= 0.8 * READ_TIMEOUT_S and max(closed) <= READ_TIMEOUT_S + 2, closed
+    assert request(limited_server, "POST", "/predict", {"texts": ["What a goal!"]})[0] == 200
+
+
+def test_connections_over_the_cap_are_closed_and_the_cap_frees_as_stalled_ones_drop(limited_server):
+    start = time.monotonic()
+    clients = stalled_clients(limited_server, MAX_CONNECTIONS - 1)
+    status, seconds = health_seconds(limited_server)  # the last connection within the cap is served, not 503
+    assert status == 200 and seconds < 1.0
+    clients += stalled_clients(limited_server, 1)  # the cap is full now
+    over = socket.create_connection((HOST, limited_server), timeout=10)
+    over.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert seconds_until_closed([over], time.monotonic(), limit=0.5)[0] is not None  # closed at once, no answer
+    assert None not in seconds_until_closed(clients, start, limit=READ_TIMEOUT_S + 4)
+    status, seconds = health_seconds(limited_server)
+    assert status == 200 and seconds < 1.0
+
+
+IMPORTS = """
+import sys
+from mtt.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    print("IMPORTED", *sorted(name for name in ("torch", "sentence_transformers", "onnxruntime", "mtt_helpers")
+                               if name in sys.modules), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_serve_on_a_busy_port_is_one_line_before_the_model_loads(saved_model, onnx_export, backend):
+    with socket.socket() as busy:
+        busy.bind((HOST, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        model_dir = saved_model if backend == "torch" else onnx_export
+        result = subprocess.run([sys.executable, "-c", IMPORTS, "serve", str(model_dir), "--backend", backend,
+                                 "--host", HOST, "--port", str(port)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"error: cannot listen on {HOST}:{port}: Address already in use", "IMPORTED"]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--read-timeout-s", "0", "read_timeout_s must be > 0, got 0.0"),
+    ("--max-connections", "0", "--max-connections: must be an integer >= 1, got 0"),
+])
+def test_serve_limits_are_checked_before_the_port_is_bound(saved_model, option, value, message):
+    result = subprocess.run([sys.executable, "-m", "mtt", "serve", str(saved_model), "--port", "0", option, value],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr

@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from mtt_helpers.predictions import predictions_table
-from mtt_helpers.serving import ServiceSettings, create_app
+from mtt.service import ServiceSettings, create_app
+from mtt_core.predictions import predictions_table
 
 TASKS = {"topic": ["few words", "many words"], "sentiment": ["negative", "positive"]}
 
@@ -199,6 +199,7 @@ class RecordingModel:
 
     def __init__(self, model):
         self.model, self.encoder, self.config, self.sizes = model, model.encoder, model.config, []
+        self.max_seq_length = model.max_seq_length  # the model's own limit, which the service counts against
 
     def predict(self, texts, batch_size=32):
         self.sizes.append(len(texts))
