@@ -233,6 +233,20 @@ def _sibling(target: Path, tag: str) -> Path:
             return candidate
 
 
+def staging_folder(target: Path) -> Path:
+    """Makes a hidden folder beside ``target`` to write into (``.name.tmp-xxxxxxxx``, ``0777 & ~umask``),
+    holding the writer marker (this process), so that a killed writer's folder is removed by the next
+    write into the same parent folder (:func:`remove_leftovers`). The caller removes it when done."""
+    folder = _sibling(target, "tmp")
+    os.mkdir(folder, 0o777)  # the umask applies, unlike with mkdtemp's 0o700
+    try:
+        (folder / WRITER_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
 def write_atomically(target: str | os.PathLike, write: Callable[[Path], None], is_dir: bool = False,
                      kind: str | None = None, sources: Iterable[str | os.PathLike] = (),
                      overwrite: bool = True) -> None:
@@ -268,16 +282,14 @@ def write_atomically(target: str | os.PathLike, write: Callable[[Path], None], i
                                   "package.")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = _sibling(target, "tmp")
         if is_dir:
-            os.mkdir(temporary, 0o777)  # the umask applies, unlike with mkdtemp's 0o700
+            temporary = staging_folder(target)
         else:
+            temporary = _sibling(target, "tmp")
             os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as error:
         raise WriteError(f"cannot write {target}: {error.strerror or error}") from error
     try:
-        if is_dir:
-            (temporary / WRITER_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
         write(temporary)
         if is_dir:
             write_manifest(temporary, kind, skip=[WRITER_MARKER])

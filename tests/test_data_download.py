@@ -16,10 +16,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import mtt_helpers.data.fetch.build as fetch_build
-from mtt_helpers.cli import main as mtt
-from mtt_helpers.data import DataSettings, load_task_data, locate_data
-from mtt_helpers.data.fetch import RAW_FILES, BuildConfig, ChecksumError, DownloadError, build_datasets, download
+import mtt.data.build as fetch_build
+from mtt.cli import main as mtt
+from mtt.data import locate_data
+from mtt.data.build import build_datasets
+from mtt.data.fetch import ChecksumError, DownloadError, download, write_datasets
+from mtt.data.sources import RAW_FILES, BuildConfig
+from mtt_helpers.data import load_task_data
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fetch_data"
 SMALL = BuildConfig(huffpost_other_per_category=6)  # the fixture has 12 headlines per category
@@ -101,34 +104,35 @@ def files_under(folder: Path) -> list[str]:
 
 def expected_csvs(tmp_path: Path) -> dict[str, bytes]:
     """The six files the build writes from the fixtures, written here directly."""
-    from mtt_helpers.data.fetch import write_datasets
-
     write_datasets(build_datasets(FIXTURES, SMALL), tmp_path / "expected")
     return {name: (tmp_path / "expected" / name).read_bytes() for name in files_under(tmp_path / "expected")}
 
 
 def test_first_use_downloads_builds_once_and_says_where(server, use_server, tmp_path, capsys):
     cache = use_server
-    data = load_task_data("dev")
+    found = locate_data()
     out, err = capsys.readouterr()
-    assert out == f"Downloaded the public datasets (HuffPost, TweetEval, Financial PhraseBank; checksums verified) into {cache}.\n"
+    assert found.folder == cache and out == ""  # the line is returned for the notebook to print
+    assert found.origin == (f"The public datasets (HuffPost, TweetEval, Financial PhraseBank), downloaded just now "
+                            f"(checksums verified) into {cache}.")
     assert "18/18" in err  # the progress bar, over the 18 raw files
-    assert data.real and data.source == ("Data: HuffPost headlines (topic) and TweetEval tweets (sentiment), dev split, "
-                                         f"downloaded just now into {cache}.")
+    data = load_task_data("dev", found.folder)
+    assert data.real and data.source == ("Data: HuffPost headlines (topic) and TweetEval tweets (sentiment), dev split: "
+                                         f"real text written by people, from {cache}.")
     assert sorted(server.requests) == sorted([("HEAD", "/")] + [("GET", path) for path in server.files])
     assert {name: (cache / name).read_bytes() for name in files_under(cache)} == expected_csvs(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "expected"]  # no raw files or staging left beside it
     pd.testing.assert_series_equal(data.topic["text"], pd.read_csv(cache / "huffpost_news_category" / "dev.csv")["text"])
 
-    again = load_task_data("train")  # the cache is full: no request at all, nothing printed
-    assert len(server.requests) == 1 + 18 and capsys.readouterr().out == ""
-    assert again.real and again.source.endswith(f"train split, from the download cache {cache}.")
+    again = locate_data()  # the cache is full: no request at all, nothing printed
+    assert len(server.requests) == 1 + 18 and capsys.readouterr() == ("", "")
+    assert again.folder == cache and again.origin == f"The public datasets, from the download cache {cache}."
 
 
 def test_a_checksum_mismatch_is_an_error_and_keeps_nothing(server, use_server, tmp_path):
     server.files[HUFFPOST_URL_PATH] = b'{"raw": "changed upstream", "label": 0}\n'
     with pytest.raises(ChecksumError, match=r"huffpost.json: sha256 \w+ does not match the recorded .* run again"):
-        load_task_data("dev")
+        locate_data()
     assert files_under(use_server) == []
     with pytest.raises(ChecksumError):  # a persistent raw folder keeps none of that download's files either
         download(tmp_path / "raw", base_url=server.url, progress=False)
@@ -142,7 +146,8 @@ def test_an_interrupted_download_keeps_nothing_and_a_rerun_completes(server, use
         locate_data()
     assert files_under(use_server) == [] and sorted(p.name for p in tmp_path.iterdir()) == []
     found = locate_data()
-    assert found.folder == use_server and found.origin == f"downloaded just now into {use_server}"
+    assert found.folder == use_server and found.origin.endswith(f"downloaded just now (checksums verified) into "
+                                                                f"{use_server}.")
     assert len(files_under(use_server)) == 6
 
     server.cut_once.add(HUFFPOST_URL_PATH)  # the same at the download step, into a raw folder kept between runs
@@ -164,21 +169,23 @@ def test_offline_falls_back_to_the_bundled_set_in_one_line(tmp_path, monkeypatch
     monkeypatch.delenv("MTT_DATA_DIR", raising=False)
     monkeypatch.setenv("MTT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MTT_DATA_BASE_URL", url)
-    data = load_task_data("dev")
+    found = locate_data()
     reason = f"no connection to {url} within 5 s"
-    assert capsys.readouterr().out == (f"Offline ({reason}): using the bundled sentences instead of the public "
-                                       "datasets (MTT_DATA_DIR=bundled skips this check).\n")
+    assert found.folder is None and found.origin == (f"The bundled sentences instead of the public datasets: offline "
+                                                     f"({reason}; MTT_DATA_DIR=bundled skips this check).")
+    assert capsys.readouterr().out == ""
+    data = load_task_data("dev", found.folder)
     assert not data.real and len(data.topic) == 270
-    assert data.source == (f"Data: the bundled sentences (written with a language model), dev split, because there "
-                           f"was {reason} to download the public datasets.")
+    assert data.source == "Data: the bundled sentences (written with a language model for this tutorial), dev split."
     assert not (tmp_path / "cache").exists()
 
 
 def test_the_bundled_setting_never_touches_the_network(server, use_server, monkeypatch, capsys):
     monkeypatch.setenv("MTT_DATA_DIR", "bundled")
-    data = load_task_data("train", disjoint_bundled=True)
-    assert not data.real and server.requests == [] and capsys.readouterr().out == ""
-    assert data.source == "Data: the bundled sentences (written with a language model), train split, as MTT_DATA_DIR=bundled asks."
+    found = locate_data()
+    assert found.folder is None and found.origin == "The bundled sentences, as MTT_DATA_DIR=bundled asks."
+    assert server.requests == [] and capsys.readouterr().out == ""
+    assert not load_task_data("train", found.folder, disjoint_bundled=True).real
 
 
 def test_a_partly_filled_cache_is_refused_and_left_alone(server, use_server):
@@ -227,3 +234,27 @@ def test_cli_keeps_the_raw_and_data_folders_apart(server, tmp_path, monkeypatch,
         mtt(["fetch-data", "--dest", str(tmp_path / dest), "--raw-dir", str(tmp_path / raw)])
     assert message in capsys.readouterr().err and server.requests == []
     assert files_under(tmp_path / "data") == []
+
+
+def test_mtt_data_dir_names_the_folder_without_touching_the_network(server, use_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("MTT_DATA_DIR", str(tmp_path / "mine"))
+    with pytest.raises(FileNotFoundError, match="MTT_DATA_DIR=.*mine' is not a folder"):
+        locate_data()
+    (tmp_path / "mine").mkdir()
+    found = locate_data()
+    assert found.folder == tmp_path / "mine" and found.origin == f"The public datasets, from MTT_DATA_DIR={tmp_path / 'mine'}."
+    assert server.requests == []
+
+
+def test_the_staging_folder_of_a_killed_download_is_removed_by_the_next_one(server, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = tmp_path / "raw" / ".download.tmp-0a1b2c3d"
+    leftover.mkdir(parents=True)
+    (leftover / "huffpost.json").write_text('{"half": ')
+    (leftover / ".mtt-writer").write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    download(tmp_path / "raw", base_url=server.url, progress=False)
+    assert len(files_under(tmp_path / "raw")) == 18 and not leftover.exists()

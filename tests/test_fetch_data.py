@@ -1,10 +1,14 @@
-"""The data rebuild: text rules, the build on raw-format fixtures, the writer, and the pinned checksums.
+"""The data rebuild: text rules, the build on raw-format fixtures, the raw files' checksums, the
+all-or-none writer, and the pinned sources.
 
 The fixtures in ``tests/fixtures/fetch_data`` are tiny files in each source's raw format, laid out
-as the download step stores them (``owner__name/path``). The download itself is tested end to end
-in ``test_data_download.py``.
+as the download step stores them (``owner__name/path``); their digests are recorded below and stand in
+for the real files' in ``RAW_FILES`` wherever a test builds from them through ``fetch_datasets`` or
+``mtt fetch-data``. The download itself is tested end to end in ``test_data_download.py``.
 """
 
+import dataclasses
+import errno
 import hashlib
 import os
 import re
@@ -14,23 +18,51 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import mtt_helpers.data.fetch as fetch_data
-import mtt_helpers.data.fetch.build as fetch_build
-from mtt_helpers.cli import main as mtt
-from mtt_helpers.data.fetch import (
-    DATASETS,
-    BuildConfig,
-    build_datasets,
-    collapse_whitespace,
-    dedup_key,
-    deduplicate,
-    detokenise_headline,
-    normalise_tweet,
-    write_datasets,
+import mtt.data.build as fetch_build
+from mtt.cli import main as mtt
+from mtt.data.build import (
+    build_datasets, collapse_whitespace, dedup_key, deduplicate, detokenise_headline, normalise_tweet, read_phrasebank,
 )
+from mtt.data.fetch import ChecksumError, fetch_datasets, verify_raw, write_datasets
+from mtt.data.sources import DATASETS, RAW_FILES, BuildConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fetch_data"
 SMALL = BuildConfig(huffpost_other_per_category=6)  # the fixture has 12 headlines per category
+
+FIXTURE_RAW_SHA256 = {
+    "tweeteval_val_text": "e4ed2ead1b5e3d80d64a66b7f27a49b4b48d23dfe6997f7c7d2bca6e1bd80575",
+    "tweeteval_val_labels": "679481dd0ce97e1d9c65903f439ef5f79adebc5f319750d87d18ab2ece0ba159",
+    "tweeteval_test_text": "89783563023145f597e6b373e67eab13edd4a756ce92a228ba8fc422a21db8bb",
+    "tweeteval_mapping": "c0572796fbe261d8ea5fd16c5061076fbba49bc69fc865d6abccaf60daacee24",
+    "semeval_2013train": "d4153019e18a8473d14f63c58c923afcc5ce0fb232b924fe95ae67d21c524729",
+    "semeval_2013dev": "d389fb7b83fb498221295f37c8e951ccee0bf4e48a52cf16baba90f9402e8bde",
+    "semeval_2013test": "ddf9ea86a2be94593fdd9dbe636ab6fba5e7a0013acec71c037eed63497d3791",
+    "semeval_2014test": "730b1d02915cc0dc19f4c7fde097c785c2385563a0bbf7660463e3aff772995c",
+    "semeval_2014sarcasm": "645ca3cfa100d7adaa071f9944a22882c567edac892f59e133acaa888ccc25a0",
+    "semeval_2015train": "b029ef831b2cdd66c8ec7f3c24c2cd5d733b6a7bc510944b8b998c9bf475b007",
+    "semeval_2015test": "ced71c7d3955d75d5663eeb26566b463b9ad50741a6c7e926f8b7a6b059cef8c",
+    "semeval_2016train": "2ea0ca2ca18da7294ac6ef872c57d2170c119e16b0b6b0971a30b24cd7e2050b",
+    "semeval_2016dev": "97d0a9193579fc2bcf25bd525ba8a33f061252750e2848ca9060e933e7214218",
+    "semeval_2016devtest": "11d5a4d34bd4d8f0097daa28738815641d09cc045d73661b755b5bb211a5495e",
+    "semeval_2016test": "3b0ffd354606aa0b8aa3b5e795d71cc9926f226570d979c0ec40cbf84fa1d693",
+    "phrasebank": "2ae7c751e2ccf7a18e934c769ab58a87909443366e13cdc9fa2f6077428295c7",
+    "huffpost": "8022c5022806cda6ab8a08625f5ebe7724ec0880eed32ea428a3e8f4a53c1307",
+    "huffpost_verbalizers": "a43a82a0f578235b0359cba3dae8ee8949615710a5563b03998b58148cb8e70b",
+}
+"""sha256 of each fixture raw file, recorded: what ``RAW_FILES`` expects while ``fixture_digests`` is in use."""
+
+
+@pytest.fixture()
+def fixture_digests(monkeypatch):
+    """``RAW_FILES`` expecting the fixture files' recorded digests, and the small build config as the default."""
+    for key, raw in RAW_FILES.items():
+        monkeypatch.setitem(RAW_FILES, key, dataclasses.replace(raw, sha256=FIXTURE_RAW_SHA256[key]))
+    monkeypatch.setattr(fetch_build, "BuildConfig", lambda: SMALL)
+
+
+def test_the_recorded_fixture_digests_are_the_fixtures():
+    assert {key: hashlib.sha256((FIXTURES / raw.local_path).read_bytes()).hexdigest()
+            for key, raw in RAW_FILES.items()} == FIXTURE_RAW_SHA256
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +145,7 @@ def test_phrasebank_reads_latin1_collapses_whitespace_and_splits(built):
     splits = built["financial_phrasebank"]
     everything = pd.concat(splits.values())
     texts = everything["text"].tolist()
-    assert "Seppälä will open two new stores in Tampere ." in fetch_data.read_phrasebank(FIXTURES)["text"].tolist()
+    assert "Seppälä will open two new stores in Tampere ." in read_phrasebank(FIXTURES)["text"].tolist()
     assert all("  " not in text and "@" not in text for text in texts)
     assert not any("expects net sales" in text for text in texts)             # conflicting labels
     assert "Welcome !" not in texts                                           # same key as a TweetEval test tweet
@@ -190,12 +222,12 @@ DATA_CARD_COMMITS = {
 
 
 def test_every_raw_file_is_pinned_to_the_data_cards_commit_and_a_checksum():
-    for raw in fetch_data.RAW_FILES.values():
+    for raw in RAW_FILES.values():
         assert raw.commit == DATA_CARD_COMMITS[raw.repo], raw.path
         assert raw.url == f"https://raw.githubusercontent.com/{raw.repo}/{raw.commit}/{raw.path}"
         assert raw.url_at("http://127.0.0.1:8000/") == f"http://127.0.0.1:8000/{raw.repo}/{raw.commit}/{raw.path}"
         assert re.fullmatch("[0-9a-f]{40}", raw.commit) and re.fullmatch("[0-9a-f]{64}", raw.sha256), raw.path
-    assert len(fetch_data.RAW_FILES) == 18 and len({raw.sha256 for raw in fetch_data.RAW_FILES.values()}) == 18
+    assert len(RAW_FILES) == 18 and len({raw.sha256 for raw in RAW_FILES.values()}) == 18
 
 
 FIXTURE_CSV_SHA256 = {
@@ -227,13 +259,13 @@ def test_writer_writes_all_six_files_or_none(built, tmp_path, monkeypatch):
         return to_csv(frame, *args, **kwargs)
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", fail_on_the_fourth)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match=f"cannot write {tmp_path / 'data'}: No space left on device; the old files "
+                                      "are unchanged"):
         write_datasets(built, tmp_path / "data")
-    assert list(tmp_path.iterdir()) == []  # neither a file nor the temporary folder beside the destination
+    assert list(tmp_path.iterdir()) == []  # neither a file, nor the destination, nor the staging folder beside it
 
 
-def test_cli_builds_from_a_raw_folder_without_downloading(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(fetch_build, "BuildConfig", lambda: SMALL)
+def test_cli_builds_from_a_raw_folder_without_downloading(fixture_digests, tmp_path, capsys):
     mtt(["fetch-data", "--dest", str(tmp_path / "data"), "--raw-dir", str(FIXTURES), "--no-download"])
     assert "wrote 6 files" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "data" / "tweeteval_sentiment").iterdir()) == ["dev.csv", "train.csv"]
@@ -255,3 +287,129 @@ def test_rules_leave_the_real_dev_sets_unchanged():
         texts = pd.read_csv(root / name / "dev.csv", dtype=str, keep_default_na=False)["text"]
         assert (texts.map(rule) == texts).all(), name
         assert not texts.map(dedup_key).duplicated().any(), name
+
+
+# ----------------------------------------------------------------------------- every raw file checked
+def raw_copy(tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(FIXTURES, raw)
+    return raw
+
+
+def flip_first_label(path):
+    """TweetEval's val_labels.txt with its first label changed (2 -> 0): same size, a valid file, a wrong label."""
+    lines = path.read_text().splitlines(keepends=True)
+    lines[0] = "0\n" if lines[0].strip() != "0" else "1\n"
+    path.write_text("".join(lines))
+
+
+@pytest.mark.parametrize("key, damage", [
+    ("tweeteval_val_labels", flip_first_label),
+    ("huffpost", lambda path: path.write_text("".join(path.read_text().splitlines(keepends=True)[:-3]))),  # its
+    # last three headlines lost, cut at a line end
+])
+def test_no_download_checks_every_raw_file_naming_it_and_both_digests(fixture_digests, tmp_path, capsys, key, damage):
+    raw = raw_copy(tmp_path)
+    path = raw / RAW_FILES[key].local_path
+    damage(path)
+    build_datasets(raw, SMALL)  # the build alone cannot tell: the damaged file is still well formed
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(SystemExit) as exit_info:
+        mtt(["fetch-data", "--dest", str(tmp_path / "data"), "--raw-dir", str(raw), "--no-download"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"error: {path}: sha256 {actual} does not match the recorded "
+                                       f"{FIXTURE_RAW_SHA256[key]}.\n")
+    assert not (tmp_path / "data").exists()
+    with pytest.raises(ChecksumError, match=f"{path.name}: sha256 {actual}"):
+        verify_raw(raw)
+
+
+def test_no_download_refuses_a_missing_raw_file(fixture_digests, tmp_path):
+    raw = raw_copy(tmp_path)
+    (raw / RAW_FILES["semeval_2016dev"].local_path).unlink()
+    with pytest.raises(FileNotFoundError, match=r"Raw file missing: .*twitter-2016dev-A.tsv \(from https://"):
+        fetch_datasets(tmp_path / "data", raw, download_raw=False)
+    assert not (tmp_path / "data").exists()
+
+
+# ----------------------------------------------------------------------------- all six files or none
+def old_files(dest):
+    """``dest/<name>/<split>.csv`` holding a line naming itself, as an earlier build's files."""
+    for name in DATASETS:
+        for split in ("train", "dev"):
+            (dest / name).mkdir(parents=True, exist_ok=True)
+            (dest / name / f"{split}.csv").write_text(f"text,label\nold {name} {split},neutral\n")
+    return files_and_contents(dest)
+
+
+def files_and_contents(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_replaces_no_file_when_one_target_is_not_a_file(fixture_digests, tmp_path, capsys):
+    dest = tmp_path / "data"
+    before = old_files(dest)
+    (dest / "financial_phrasebank" / "dev.csv").unlink()
+    (dest / "financial_phrasebank" / "dev.csv").mkdir()  # a folder where a file is to go
+    (dest / "financial_phrasebank" / "dev.csv" / "mine.txt").write_text("the user's")
+    del before["financial_phrasebank/dev.csv"]
+    with pytest.raises(SystemExit) as exit_info:
+        mtt(["fetch-data", "--dest", str(dest), "--raw-dir", str(FIXTURES), "--no-download", "--overwrite"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{dest / 'financial_phrasebank' / 'dev.csv'}: not a file" in err
+    assert "nothing was written" in err
+    assert files_and_contents(dest) == {**before, "financial_phrasebank/dev.csv/mine.txt": b"the user's"}
+
+
+def test_overwrite_puts_every_old_file_back_when_a_move_fails(built, tmp_path, monkeypatch):
+    """The fourth file cannot be moved in (a full disk, a permission): the three moved already go back."""
+    dest = tmp_path / "data"
+    before = old_files(dest)
+    moves, replace = [], os.replace
+
+    def failing(source, target):
+        if os.path.basename(os.path.dirname(source)) not in DATASETS or ".old-" in os.fspath(source):
+            return replace(source, target)  # an old file moved aside or back
+        moves.append(target)
+        if len(moves) == 4:
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(target))
+        return replace(source, target)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match=f"cannot write {dest}: Permission denied; the old files are unchanged"):
+        write_datasets(built, dest, overwrite=True)
+    monkeypatch.undo()
+    assert len(moves) == 4 and files_and_contents(dest) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no staging folder left
+
+
+def test_a_full_disk_in_fetch_data_is_one_line_and_keeps_the_old_files(fixture_digests, tmp_path, capsys, monkeypatch):
+    dest = tmp_path / "data"
+    before = old_files(dest)
+
+    def full(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    with pytest.raises(SystemExit) as exit_info:
+        mtt(["fetch-data", "--dest", str(dest), "--raw-dir", str(FIXTURES), "--no-download", "--overwrite"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"error: cannot write {dest}: No space left on device; the old files are "
+                                       "unchanged\n")
+    assert files_and_contents(dest) == before and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_the_staging_folder_of_a_killed_fetch_is_removed_by_the_next_one(built, tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = tmp_path / ".data.tmp-1a2b3c4d"
+    (leftover / "tweeteval_sentiment").mkdir(parents=True)
+    (leftover / "tweeteval_sentiment" / "train.csv").write_text("text,label\nhalf,")
+    (leftover / ".mtt-writer").write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    write_datasets(built, tmp_path / "data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

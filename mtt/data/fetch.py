@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from mtt.data.build import build_datasets
 from mtt.data.sources import DATASETS, DEFAULT_BASE_URL, RAW_FILES, WRITTEN_SPLITS, BuildConfig, RawFile
-from mtt_core.files import WriteError, sha256_of
+from mtt_core.files import WriteError, remove_leftovers, sha256_of, staging_folder
 
 DATA_DIR_ENV = "MTT_DATA_DIR"
 """Environment variable naming the folder of the public datasets, or ``bundled`` (CI: ``../shared/data``)."""
@@ -171,19 +171,23 @@ def download(raw_dir: str | Path, files: Iterable[RawFile] | None = None, base_u
              timeout: float = 60.0, progress: bool = True) -> None:
     """Downloads the raw files missing from ``raw_dir`` (``owner__name/path``), each checked against its sha256.
 
-    The missing files are downloaded with a progress bar into a staging folder and moved into place only
-    when all of them are whole and verified; on any error the staging folder is removed, so nothing is kept.
+    The files already there are checked first, before anything is downloaded. The missing files are
+    downloaded with a progress bar into a hidden staging folder in ``raw_dir`` and moved into place only
+    when all of them are whole and verified; on any error the staging folder is removed, so nothing is
+    kept (and the next download removes the folder of one that was killed).
 
     Raises:
-        ChecksumError: a downloaded file does not match its recorded sha256.
+        ChecksumError: a file already there, or a downloaded one, does not match its recorded sha256.
         DownloadError: a file could not be downloaded whole.
     """
     raw_dir = Path(raw_dir)
-    missing = [raw for raw in (RAW_FILES.values() if files is None else files) if not (raw_dir / raw.local_path).is_file()]
+    wanted = list(RAW_FILES.values() if files is None else files)
+    verify_raw(raw_dir, [raw for raw in wanted if (raw_dir / raw.local_path).is_file()])
+    missing = [raw for raw in wanted if not (raw_dir / raw.local_path).is_file()]
     if not missing:
         return
     raw_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=raw_dir))
+    staging = staging_folder(raw_dir / "download")
     try:
         with tqdm(total=len(missing), unit="file", desc="Downloading the public datasets", disable=not progress) as bar:
             for raw in missing:
@@ -197,6 +201,7 @@ def download(raw_dir: str | Path, files: Iterable[RawFile] | None = None, base_u
             os.replace(staging / raw.local_path, raw_dir / raw.local_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    remove_leftovers(raw_dir)
 
 
 # ----------------------------------------------------------------------------- writing the build
@@ -226,8 +231,9 @@ def write_datasets(built: dict[str, dict[str, pd.DataFrame]], dest: str | Path, 
     """Writes ``dest/<name>/{train,dev}.csv`` (UTF-8, ``text,label``, minimal quoting): all of them or none.
 
     Every file is first written into a hidden folder beside ``dest``. Then each old file is moved aside
-    and the new one moved in; if any move fails, the new files are removed and every old file is put
-    back, so ``dest`` holds either the old six files or the new six.
+    and the new one moved in; if any move fails, the new files are removed, every old file is put back
+    and the folders the moves made are removed, so ``dest`` holds either the old six files or the new
+    six. A killed writer's hidden folder is removed by the next write beside ``dest``.
 
     Raises:
         ValueError: a split other than train and dev.
@@ -241,10 +247,11 @@ def write_datasets(built: dict[str, dict[str, pd.DataFrame]], dest: str | Path, 
             raise ValueError(f"{name}: refusing to write split(s) {sorted(extra)}; only {WRITTEN_SPLITS} are written.")
     (refuse_unreplaceable if overwrite else refuse_existing)(dest, built)
     try:
-        dest.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", suffix=".partial", dir=dest.parent))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = staging_folder(dest)
     except OSError as error:
         raise WriteError(f"cannot write {dest}: {error.strerror or error}") from error
+    made = [folder for folder in [dest, *(dest / name for name in built)] if not folder.exists()]
     moves, placed, kept = [], [], []
     try:
         for name, splits in built.items():
@@ -266,6 +273,9 @@ def write_datasets(built: dict[str, dict[str, pd.DataFrame]], dest: str | Path, 
             target.unlink(missing_ok=True)
         for target, aside in kept:
             os.replace(aside, target)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: nothing but what this write made
         if isinstance(error, OSError):
             raise WriteError(f"cannot write {dest}: {error.strerror or error}; the old files are unchanged") from error
         raise
@@ -273,6 +283,7 @@ def write_datasets(built: dict[str, dict[str, pd.DataFrame]], dest: str | Path, 
         shutil.rmtree(staging, ignore_errors=True)
     for _, aside in kept:
         aside.unlink(missing_ok=True)
+    remove_leftovers(dest.parent)
     return [target for _, target in moves]
 
 
