@@ -397,3 +397,12 @@ def test_a_full_disk_while_writing_predictions_is_one_line_and_keeps_the_old_fil
     assert err == f"error: -o {tmp_path / 'out.csv'}: cannot write {tmp_path / 'out.csv'}: No space left on device\n"
     assert (tmp_path / "out.csv").read_text() == "the earlier predictions"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]  # no half-written temporary
+
+
+def test_predict_with_the_onnx_backend_imports_no_torch(onnx_export, tmp_path):
+    (tmp_path / "in.csv").write_text("text\nWhat a goal!\n")
+    result = subprocess.run([sys.executable, "-c", IMPORTS, "predict", str(onnx_export), str(tmp_path / "in.csv"),
+                             "--backend", "onnx", "--precision", "int8-safe"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("text,text_class,sentiment")
+    assert result.stderr.splitlines()[-1] == "IMPORTED onnxruntime"
