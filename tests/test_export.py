@@ -217,10 +217,9 @@ def test_export_refuses_a_saved_torch_model_directory(encoder, tmp_path):
     model = MultiTaskSentenceTransformer(encoder)
     model.save(tmp_path, include_encoder=False)
     config_before = (tmp_path / "config.json").read_text()
-    with pytest.raises(FileExistsError, match="exists; pass overwrite=True"):
-        export_onnx(model, tmp_path)
-    with pytest.raises(FileExistsError, match="holds a saved model, not an ONNX export"):
-        export_onnx(model, tmp_path, overwrite=True)
+    for overwrite in (False, True):  # not an earlier export: refused as such, overwrite or not
+        with pytest.raises(FileExistsError, match="holds a saved model, not an ONNX export"):
+            export_onnx(model, tmp_path, overwrite=overwrite)
     assert (tmp_path / "config.json").read_text() == config_before
     assert not (tmp_path / ONNX_FILE).exists()
     MultiTaskSentenceTransformer.load(tmp_path)
@@ -233,11 +232,13 @@ def test_export_writes_a_manifest_and_replaces_only_its_own_folder(shared_model,
     assert listed["files"][INT8_FILE] == sha256_of(onnx_export / INT8_FILE)
     assert all(listed["files"][name] == sha256_of(onnx_export / name) for name in listed["files"])
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="exists; pass overwrite=True"):
-        export_onnx(shared_model, tmp_path)
-    with pytest.raises(FileExistsError, match="notes.txt"):
-        export_onnx(shared_model, tmp_path, overwrite=True)
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match="no manifest.json of mtt_helpers.*notes.txt"):
+            export_onnx(shared_model, tmp_path, overwrite=overwrite)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    export_onnx(shared_model, tmp_path / "export")
+    with pytest.raises(FileExistsError, match="exists; pass overwrite=True"):  # an earlier export: only with overwrite
+        export_onnx(shared_model, tmp_path / "export")
 
 
 @pytest.mark.parametrize("graph", [ONNX_FILE, INT8_FILE])
