@@ -10,7 +10,10 @@ folder beside its place and renamed in, and ends with ``manifest.json``::
   applied to the very folder the final rename moves away, so one that appeared meanwhile is never lost.
 * :func:`verify_files`: a reader's check that each file it is about to read has the digest it was
   written with (a flipped bit, a file copied in from another model).
-* :func:`remove_leftovers`: hidden folders of killed writes in a parent folder, removed by the next write there.
+* :func:`remove_leftovers`: hidden folders of killed writes in a parent folder, removed by the next write there
+  (:func:`staging_folder` makes such a folder for writers that move files in one by one).
+* :class:`WriteError`: a full disk or a permission, as one line naming the path and the cause, also when a
+  library written in Rust reports it as its own exception type (:func:`file_system_error`).
 
 Files get ordinary permissions (``0666 & ~umask``, folders ``0777 & ~umask``), as ``open`` and
 ``mkdir`` would give; ``tempfile`` and safetensors would make them owner-only.
