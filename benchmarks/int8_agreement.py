@@ -28,19 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtt_helpers.data import load_external
-from mtt_helpers.notebook import quiet
-from mtt_helpers.onnx import (
-    CALIBRATION_METHODS,
-    DEFAULT_MARGIN_THRESHOLD,
-    CascadePredictor,
-    OnnxPredictor,
-    cascade_curve,
-    quantize_dynamic_int8,
-    quantize_int8,
-)
-from mtt_helpers.reporting import markdown_table
-from mtt_helpers.timing import fastest_times
+from mtt_core.model_files import INT8_FILE
+from mtt_core.onnx_runtime import DEFAULT_MARGIN_THRESHOLD, CascadePredictor, OnnxPredictor, cascade_curve
+from mtt_helpers import load_external, quiet
+from mtt_helpers.measure import fastest_times, markdown_table
+from mtt_helpers.onnx import CALIBRATION_METHODS, quantize_dynamic_int8, quantize_int8
 
 REPORTED = 1000
 """Rows of each dev set that are reported on; the rows after them are the validation texts."""
@@ -82,8 +74,8 @@ def alone_vs_batched(predictor, texts: list[str]) -> tuple[int, float]:
     return changed, largest
 
 
-def choose_static(work: Path, texts: list[str], fp32: dict) -> tuple[str, pd.DataFrame]:
-    """Quantises with every method x weight scaling; returns the best graph's file and the table."""
+def choose_static(work: Path, texts: list[str], fp32: dict) -> tuple[dict, pd.DataFrame]:
+    """Quantises with every method x weight scaling; returns the best graph's settings and the table."""
     rows = []
     for method in CALIBRATION_METHODS:
         for per_channel in (True, False):
@@ -92,7 +84,7 @@ def choose_static(work: Path, texts: list[str], fp32: dict) -> tuple[str, pd.Dat
             quantize_int8(work / "model.onnx", work / name, method=method, per_channel=per_channel)
             seconds = time.perf_counter() - start
             logits = OnnxPredictor(work, onnx_file=name, intra_op_num_threads=THREADS).predict_logits(texts, BATCH)
-            row = {"graph": name, **{f"{task} agreement": (logits[task].argmax(1) == fp32[task].argmax(1)).mean()
+            row = {"graph": name, "method": method, "per_channel": per_channel, **{f"{task} agreement": (logits[task].argmax(1) == fp32[task].argmax(1)).mean()
                                      for task in TASKS}}
             row["embedding cosine"] = (logits["embedding"] * fp32["embedding"]).sum(axis=1).mean()
             row["calibration s"] = seconds
@@ -100,8 +92,8 @@ def choose_static(work: Path, texts: list[str], fp32: dict) -> tuple[str, pd.Dat
             print(f"  {name}: quantised in {seconds:.0f} s", flush=True)
     table = pd.DataFrame(rows).set_index("graph")
     worse = table[[f"{task} agreement" for task in TASKS]].min(axis=1)
-    best = table.assign(worse=worse).sort_values(["worse", "embedding cosine"], ascending=False).index[0]
-    return best, table
+    best = table.assign(worse=worse).sort_values(["worse", "embedding cosine"], ascending=False).iloc[0]
+    return {"method": best["method"], "per_channel": bool(best["per_channel"])}, table
 
 
 def report_table(predictors: dict, texts: list[str], reference: dict, rows: dict, rounds: int) -> pd.DataFrame:
@@ -144,22 +136,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="int8_agreement_") as scratch:
         work = Path(scratch)
         for item in args.onnx_dir.iterdir():
-            if item.is_file() and (item.suffix != ".onnx" or item.name == "model.onnx"):
+            if item.is_file() and (item.suffix != ".onnx" or item.name == "model.onnx"):  # the manifest too
                 shutil.copy2(item, work / item.name)
         fp32 = OnnxPredictor(work, intra_op_num_threads=THREADS)
 
         validation = tweets[1] + headlines[1]
         print(f"validation: {len(tweets[1])} tweets + {len(headlines[1])} headlines", flush=True)
         fp32_validation = fp32.predict_logits(validation, BATCH)
-        if args.defaults_only:
-            static = "static-default.onnx"
-            quantize_int8(work / "model.onnx", work / static)
-        else:
-            static, candidates = choose_static(work, validation, fp32_validation)
+        chosen = {}  # quantize_int8's defaults
+        if not args.defaults_only:
+            chosen, candidates = choose_static(work, validation, fp32_validation)
             print("\nStatic int8 on the validation texts (agreement with fp32 labels on all of them):\n")
             print(markdown_table(candidates, digits=4, formats={"calibration s": "{:.0f}"}))
-        print(f"\nstatic graph: {static}")
-        static_predictor = OnnxPredictor(work, onnx_file=static, intra_op_num_threads=THREADS)
+        quantize_int8(work / "model.onnx", **chosen)  # the chosen graph as the export's int8 graph, for the cascade
+        print(f"\nstatic graph: {chosen or 'the defaults'}")
+        static_predictor = OnnxPredictor(work, onnx_file=INT8_FILE, intra_op_num_threads=THREADS)
         print_curve("Cascade on the static graph, validation texts", static_predictor, validation, fp32_validation)
 
         quantize_dynamic_int8(work / "model.onnx", work / "dynamic.onnx")
@@ -168,7 +159,7 @@ def main() -> None:
             "dynamic int8": OnnxPredictor(work, onnx_file="dynamic.onnx", intra_op_num_threads=THREADS),
             "static int8": static_predictor,
             f"int8-safe (static, margin {DEFAULT_MARGIN_THRESHOLD})": CascadePredictor(
-                work, int8_file=static, intra_op_num_threads=THREADS),
+                work, intra_op_num_threads=THREADS),
         }
         texts = tweets[0] + headlines[0]
         rows = {"topic": np.arange(len(texts)) >= len(tweets[0]), "sentiment": np.arange(len(texts)) < len(tweets[0])}

@@ -35,12 +35,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mtt.backends import load_predictor
+from mtt.client import benchmark_service, service_process
+from mtt.data import locate_data
 from mtt_helpers import MultiTaskSentenceTransformer, load_encoder, quiet, set_seed
-from mtt_helpers.backends import load_predictor
-from mtt_helpers.data import data_dir
-from mtt_helpers.reporting import markdown_table
-from mtt_helpers.serving import benchmark_service, service_process
-from mtt_helpers.timing import fastest_times
+from mtt_helpers.measure import fastest_times, markdown_table
 
 TEXTS_PER_REQUEST = 4
 REQUESTS = 200
@@ -110,7 +109,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", choices=["torch", "onnx"], default=["torch", "onnx"])
     args = parser.parse_args()
     quiet()
-    folder = data_dir()
+    folder = locate_data().folder
     if folder is None:
         raise SystemExit("Set MTT_DATA_DIR to the folder holding tweeteval_sentiment/ and huffpost_news_category/.")
     texts = real_texts(folder)
@@ -120,7 +119,7 @@ def main() -> None:
         set_seed(0)
         MultiTaskSentenceTransformer(load_encoder(device="cpu")).save(model_dir, include_encoder=True)
         if "onnx" in args.backends:
-            subprocess.run([sys.executable, "-m", "mtt_helpers", "export", str(model_dir), str(onnx_dir)], check=True,
+            subprocess.run([sys.executable, "-m", "mtt", "export", str(model_dir), str(onnx_dir)], check=True,
                            stdout=subprocess.DEVNULL)
         rows, services = [], []
         for backend in args.backends:

@@ -527,8 +527,9 @@ def add_serve(subparsers: argparse._SubParsersAction) -> None:
                         help="seconds a request may take; later gets 504 and its waiting texts are dropped (default 30)")
     parser.add_argument("--read-timeout-s", type=float, default=10.0,
                         help="seconds a client has to send its whole request; later it is disconnected (default 10)")
-    parser.add_argument("--max-connections", type=int_at_least(1), default=4096,
-                        help="most connections open at once; more are refused (default 4096)")
+    parser.add_argument("--max-connections", type=int_at_least(1), default=None,
+                        help="most connections open at once; more are refused (default 4096, or fewer where the "
+                             "process may open fewer files)")
     parser.set_defaults(run=run_serve)
 
 
@@ -538,15 +539,18 @@ def run_serve(args: argparse.Namespace) -> None:
         fail(f"model directory not found: {args.model_dir}")
     if not 0 <= args.port <= 65535:
         fail(f"--port must be between 0 and 65535, got {args.port}")
-    from mtt.service import PortInUse, ServiceSettings, bind_socket, create_app, raise_open_file_limit, run_server
+    from mtt.service import (
+        FILES_BESIDES_CONNECTIONS, PortInUse, ServiceSettings, bind_socket, create_app, default_max_connections,
+        raise_open_file_limit, run_server,
+    )
 
     try:
         settings = ServiceSettings(max_texts=args.max_texts, max_body_bytes=args.max_body_bytes,
                                    on_long_text=args.on_long_text, max_batch_texts=args.max_batch_texts,
                                    max_wait_ms=args.max_wait_ms, max_queue_texts=args.max_queue_texts,
                                    request_timeout_s=args.request_timeout_s, read_timeout_s=args.read_timeout_s,
-                                   max_connections=args.max_connections)
-        raise_open_file_limit(settings.max_connections + 256)
+                                   max_connections=args.max_connections or default_max_connections())
+        raise_open_file_limit(settings.max_connections + FILES_BESIDES_CONNECTIONS)
         sock = bind_socket(args.host, args.port)  # before anything loads: a busy port is one line, rc 2
     except (ValueError, PortInUse) as error:
         fail(str(error))

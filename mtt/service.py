@@ -546,6 +546,22 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+FILES_BESIDES_CONNECTIONS = 256
+"""Open files a server needs besides its connections: the model, the libraries, the log."""
+
+DEFAULT_MAX_CONNECTIONS = 4096
+"""``--max-connections`` when none is given and the process may open enough files for it."""
+
+
+def default_max_connections() -> int:
+    """:data:`DEFAULT_MAX_CONNECTIONS`, or fewer where this process may open fewer files (its hard limit
+    less :data:`FILES_BESIDES_CONNECTIONS`), so ``mtt serve`` starts with its defaults on any machine."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        return DEFAULT_MAX_CONNECTIONS
+    return max(1, min(DEFAULT_MAX_CONNECTIONS, hard - FILES_BESIDES_CONNECTIONS))
+
+
 def raise_open_file_limit(needed: int) -> None:
     """Raises this process's soft limit of open files to at least ``needed`` (never above the hard limit).
 
@@ -604,7 +620,7 @@ def run_server(app: FastAPI, settings: ServiceSettings, sock: socket.socket) -> 
     """
     import uvicorn
 
-    raise_open_file_limit(settings.max_connections + 256)  # the model, the log and the libraries need files too
+    raise_open_file_limit(settings.max_connections + FILES_BESIDES_CONNECTIONS)
     # uvicorn answers 503 once open connections reach limit_concurrency, the connection asking included:
     # one above the cap, so that each of max_connections connections is served.
     config = uvicorn.Config(app, http=_protocol_with_limits(settings), limit_concurrency=settings.max_connections + 1,
