@@ -1,66 +1,56 @@
-"""SetFit as its users run it, on chapter 04's labelled samples: the slow runs chapter 04 reads from a file.
+"""SetFit as its users run it, and chapter 04's recipe at SetFit's budget: the table chapter 04 reads from a file.
 
-    MTT_DATA_DIR=/path/to/data python benchmarks/setfit_defaults.py [--n 32 128 512] [--seeds 0 1 2]
-        [--max-steps N] [--cap-512 634] [--precision fp32|auto]
+    MTT_DATA_DIR=/path/to/data python benchmarks/setfit_defaults.py [--runs NAME ...] [--seeds 0 1 2]
 
-SetFit's ``TrainingArguments`` defaults (setfit 1.x): ``max_steps=-1``, ``num_iterations=None``,
-``sampling_strategy="oversampling"``, ``num_epochs=(1, 16)``, ``batch_size=(16, 2)``: the sampler
-builds every same-label and every different-label pair of the n examples, and oversampling takes
-the larger count twice (``mtt_helpers.training.setfit_default_steps``). That is 40 steps at n = 32,
-634 at n = 128 and 10,131 at n = 512 for chapter 04's samples: about 5 minutes per n = 128 run on
-a 2-core CPU in fp32, and n = 512 would take 16 times the steps, far beyond the chapter's time
-budget. So this script runs them once, with the chapter's seeds and the chapter's samples (drawn by
-the same calls), through the same function as the chapter (``mtt_helpers.training.train_setfit``),
-and writes one row per run to ``notebooks/results/04_setfit_defaults.csv``; chapter 04 reads that
-file and checks that each row's sample fingerprint equals that of the sample it drew itself.
+SetFit's default budget grows with n squared (``mtt_helpers.lowres.setfit_default_steps``): 40 pair steps
+at n = 32, 634 at n = 128 and 10,131 at n = 512 on chapter 04's samples, several minutes per n = 128 run
+on a laptop CPU. So these runs are made here, once, on the chapter's samples (drawn by the same calls)
+and scored on the chapter's dev tweets (a stratified 1,000 of TweetEval's dev set), and the chapter
+reads the file this writes, ``notebooks/results/04_setfit_defaults.csv``. The runs, each on seeds 0-2:
 
-The runs chapter 04 reads, and the commands that make them:
+- ``setfit-defaults``: SetFit at its defaults, in fp32 (its own precision on a CPU), at n = 32 and 128;
+- ``setfit-40``: SetFit at n = 128 stopped at 40 pair steps (6.3% of its default): step-matched to the
+  chapter's contrastive method;
+- ``recipe-634``: the chapter's recipe (``FewLabelRecipe``) at n = 128 given SetFit's default budget of
+  634 steps over the encoder: 40 contrastive steps and 594 joint steps.
 
-- at SetFit's defaults, in fp32 (SetFit's own precision on a CPU): ``--n 32 128`` (without ``--n``,
-  n = 512 runs too, capped by ``--cap-512``: the chapter's 9c);
-- compute-matched to the chapter's method 8, 40 pair steps: ``--max-steps 40 --n 128 512``
-  (at n = 32 the default is 40 steps, so the defaults row serves);
-- at the defaults under bf16 autocast, as the chapter's own methods run: ``--precision auto --n 128``.
-
-``--cap-512 N`` caps the n = 512 runs at the defaults at N pair steps (``max_steps``; default 634:
-SetFit's default budget at n = 128, 6.3% of its default at n = 512); the file records the steps
-run, the default and the share. Each row records the precision, the seconds of training and
-scoring, the library versions and the machine. A row is identified by (n, seed, steps, precision);
-the file is rewritten after every run (rows not run this time are kept), so an interrupted run
-leaves the finished rows, and ``--seeds`` adds missing seeds later.
+Each row records the sample's and the dev tweets' fingerprints, the steps and SetFit's default, dev
+macro-recall, the seconds of training, the library versions, the machine and the command that made it.
+A row is identified by (method, n, seed); the file is rewritten after every run (rows not run this time
+are kept), so an interrupted run leaves the finished rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
+import sys
 import time
 
 import pandas as pd
 
-from mtt_helpers.files import write_atomically
-from mtt_helpers.precision import cpu_bf16_flags
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "notebooks", "results", "04_setfit_defaults.csv")
 SEEDS = (0, 1, 2)
-SIZES = (32, 128, 512)
-POOL_SIZE = max(SIZES)
-TOPIC_ROWS = 3000  # chapter 04 loads its training data with this topic sample (the tweets are not sampled)
+POOL_SIZE = 512
+RUNS = {"setfit-defaults": "SetFit, defaults", "setfit-40": "SetFit, step-matched (40 steps)",
+        "recipe-634": "recipe, 634 steps (SetFit's budget)"}
+ROW_KEY = ["method", "n", "seed"]
 
 
-def chapter_samples() -> dict[tuple[int, int], pd.DataFrame]:
-    """Chapter 04's labelled samples, drawn by the same calls as the notebook: a pool of 512 tweets per
-    seed, and each size's sample drawn from that seed's pool."""
-    from mtt_helpers.data import load_task_data, stratified_sample
+def chapter_data(folder):
+    """Chapter 04's samples (a pool of 512 tweets per seed, each n drawn from it), dev tweets and finance rows."""
+    from mtt_core.labels import FINANCE_DATASET
+    from mtt_helpers import load_external, load_task_data, stratified_sample
 
-    data = load_task_data("train", max_per_task={"topic": TOPIC_ROWS}, seed=0)
-    if not data.real:
-        raise SystemExit(f"{data.source} The results file describes the public datasets: set MTT_DATA_DIR to "
-                         "their folder (tweeteval_sentiment/, huffpost_news_category/), or go online to download them.")
-    pools = {seed: stratified_sample(data.sentiment, POOL_SIZE, seed=seed) for seed in SEEDS}
-    return {(n, seed): stratified_sample(pools[seed], n, seed=seed) for n in SIZES for seed in SEEDS}
+    tweets = load_task_data("train", folder).sentiment
+    pools = {seed: stratified_sample(tweets, POOL_SIZE, seed=seed) for seed in range(5)}
+    samples = {(n, seed): stratified_sample(pools[seed], n, seed=seed) for n in (32, 128, 512) for seed in range(5)}
+    dev = stratified_sample(load_task_data("dev", folder).sentiment, 1000, seed=0)
+    finance = stratified_sample(load_external(FINANCE_DATASET, "train", folder), 800, seed=0)
+    return samples, dev, finance
 
 
 def versions() -> dict[str, str]:
@@ -70,76 +60,94 @@ def versions() -> dict[str, str]:
     import transformers
 
     import mtt_helpers
+    from mtt_helpers.precision import cpu_bf16_flags
 
     return {"setfit": setfit.__version__, "sentence_transformers": sentence_transformers.__version__,
             "transformers": transformers.__version__, "torch": torch.__version__, "mtt_helpers": mtt_helpers.__version__,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, bf16: {' '.join(cpu_bf16_flags()) or 'none'}"}
-
-
-ROW_KEY = ["n", "seed", "steps", "precision"]  # one run: a row with the same key is replaced
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                       f"bf16 instructions: {' '.join(cpu_bf16_flags()) or 'none'}"}
 
 
 def write(rows: list[dict]) -> None:
     """The finished rows, plus the file's rows of other runs."""
+    from mtt_core.files import write_atomically
+
     frame = pd.DataFrame(rows)
     if os.path.exists(RESULTS):
         old = pd.read_csv(RESULTS)
         done = set(frame[ROW_KEY].itertuples(index=False, name=None))
         frame = pd.concat([old[[key not in done for key in old[ROW_KEY].itertuples(index=False, name=None)]], frame])
-    frame = frame.sort_values(["precision", "n", "steps", "seed"], ascending=[False, True, True, True])
-    write_atomically(RESULTS, lambda path: frame.to_csv(path, index=False, float_format="%.6f"))
+    frame = frame.sort_values(["method", "n", "seed"], kind="stable")
+    write_atomically(RESULTS, lambda path: frame.to_csv(path, index=False, float_format="%.6f"), overwrite=True)
+
+
+def run_recipe(encoder, sample, seed, finance, steps, cache):
+    from mtt_core.labels import SENTIMENT_LABELS, TOPIC_LABELS
+    from mtt_helpers import MultiTaskConfig, MultiTaskSentenceTransformer, multitask_frame, set_seed
+    from mtt_helpers.lowres import FewLabelRecipe, few_label_recipe
+
+    set_seed(seed)
+    model = MultiTaskSentenceTransformer(copy.deepcopy(encoder), MultiTaskConfig(
+        tasks={"topic": TOPIC_LABELS, "sentiment": SENTIMENT_LABELS, "finance": SENTIMENT_LABELS}))
+    recipe = FewLabelRecipe(seed=seed)
+    recipe.joint_steps = steps - recipe.contrastive_steps
+    related = multitask_frame({"finance": SENTIMENT_LABELS}, finance=finance)
+    return few_label_recipe(model, sample, related, recipe, cache), recipe.encoder_steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, nargs="+", default=list(SIZES), choices=SIZES, help="sizes to run (default: all)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), choices=SEEDS, help="seeds to run (default: all)")
-    parser.add_argument("--max-steps", type=int, default=-1,
-                        help="pair steps for every size (default -1: SetFit's default, capped at n = 512 by --cap-512)")
-    parser.add_argument("--cap-512", type=int, default=634, help="pair-step cap for n = 512 at the defaults (default 634, "
-                        "the default budget at n = 128)")
-    parser.add_argument("--precision", choices=["fp32", "auto"], default="fp32",
-                        help="fp32 (default: SetFit's own on a CPU) or auto (bf16 autocast where the CPU runs it natively)")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS), help="which runs (default: all)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), choices=SEEDS, help="seeds (default: all)")
     args = parser.parse_args()
-    if args.cap_512 < 1:
-        parser.error(f"--cap-512 must be >= 1, got {args.cap_512}")
-    if args.max_steps == 0 or args.max_steps < -1:
-        parser.error(f"--max-steps must be -1 or positive, got {args.max_steps}")
 
-    from mtt_helpers.data import TASK_LABELS, load_task_data, sample_fingerprint
-    from mtt_helpers.notebook import quiet
-    from mtt_helpers.training import setfit_default_steps, task_metrics, train_setfit
+    from mtt.data import locate_data
+    from mtt_helpers import EmbeddingCache, MultiTaskSentenceTransformer, load_encoder, quiet, set_seed
+    from mtt_helpers.data import sample_fingerprint
+    from mtt_helpers.lowres import setfit_default_steps, train_setfit
+    from mtt_helpers.precision import resolve_precision
+    from mtt_helpers.training import predict_labels, task_metrics
 
     shared = versions()  # imports setfit, which turns its own logging up to INFO: before quiet() turns it down
     quiet()
-    samples = chapter_samples()
-    dev = load_task_data("dev").sentiment
+    found = locate_data()
+    if found.folder is None:
+        raise SystemExit(f"{found.origin} The results file describes the public datasets.")
+    samples, dev, finance = chapter_data(found.folder)
+    made_by = (f"Made by `python benchmarks/setfit_defaults.py` on {shared['machine']}, "
+               f"{time.strftime('%Y-%m-%d')}; setfit {shared['setfit']}, torch {shared['torch']}.")
+    cache = EmbeddingCache()
+    if "recipe-634" in args.runs:  # as in the chapter: the layers below the tuned ones run once per text, untimed
+        set_seed(0)
+        encoder = load_encoder()  # chapter 04 loads it once after set_seed(0), then copies it per run
+        texts = [t for seed in args.seeds for t in samples[128, seed]["text"]] + finance["text"].tolist() + dev["text"].tolist()
+        cache.hidden_states(MultiTaskSentenceTransformer(encoder), texts, layer=4)
     rows = []
-    for n in sorted(set(args.n)):
+    plan = [(name, n) for name in args.runs for n in ((32, 128) if name == "setfit-defaults" else (128,))]
+    for name, n in plan:
         for seed in sorted(set(args.seeds)):
             labelled = samples[n, seed]
             default = setfit_default_steps(labelled["label"].tolist())
-            if args.max_steps == -1:
-                steps = min(args.cap_512, default) if n == 512 else default
-            elif args.max_steps >= default:
-                print(f"n = {n}: {args.max_steps} steps reach SetFit's default ({default}); the defaults run is that run")
-                continue
+            start = time.perf_counter()
+            if name == "recipe-634":
+                model, steps = run_recipe(encoder, labelled, seed, finance, 634, cache)
+                seconds = time.perf_counter() - start  # training only, as the chapter times its runs
+                predicted = predict_labels(model, None, "sentiment", cache.embeddings(model, dev["text"].tolist()))
+                precision = resolve_precision("auto", model.device)
             else:
-                steps = args.max_steps
-            start = time.perf_counter()  # training and scoring, as the chapter times each run
-            run = train_setfit(labelled["text"].tolist(), labelled["label"].tolist(), seed,
-                               max_steps=-1 if steps == default else steps, precision=args.precision)
-            if run.steps != steps:
-                raise RuntimeError(f"n = {n}, seed {seed}: SetFit ran {run.steps} steps, expected {steps}.")
-            metrics = task_metrics(dev["label"], run.predict_labels(dev["text"].tolist()), TASK_LABELS["sentiment"])
-            rows.append({"n": n, "seed": seed, "sample_hash": sample_fingerprint(labelled), "default_steps": default,
-                         "steps": run.steps, "share_of_default": run.steps / default,
-                         "macro_recall": metrics["macro_recall"], "macro_f1": metrics["macro_f1"],
-                         "seconds": time.perf_counter() - start, "precision": run.precision, **shared})
-            print({k: rows[-1][k] for k in ("n", "seed", "steps", "default_steps", "precision", "macro_recall", "seconds")},
-                  flush=True)
+                run = train_setfit(labelled["text"].tolist(), labelled["label"].tolist(), seed,
+                                   max_steps=40 if name == "setfit-40" else -1)
+                seconds = time.perf_counter() - start
+                steps, precision = run.steps, run.precision
+                predicted = run.predict_labels(dev["text"].tolist())
+            rows.append({"method": RUNS[name], "n": n, "seed": seed, "sample_hash": sample_fingerprint(labelled),
+                         "dev_hash": sample_fingerprint(dev), "steps": steps, "default_steps": default,
+                         "share_of_default": steps / default,
+                         "macro_recall": task_metrics(dev["label"], predicted)["macro_recall"],
+                         "seconds": seconds, "precision": precision, **shared, "made_by": made_by})
+            print({key: rows[-1][key] for key in ("method", "n", "seed", "steps", "macro_recall", "seconds")}, flush=True)
             write(rows)
-    print(f"wrote {RESULTS}")
+    print(f"wrote {RESULTS}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ self-training, and the SetFit library run as its users run it.
   different labels apart, then train the usual head on the tuned, frozen encoder.
 * **Self-training** (:func:`pseudo_labels`, :func:`self_train`): label plentiful *unlabelled* texts with
   the head trained on the few labels, keep the confident ones (balanced per class), train again.
+* **The recipe** (:class:`FewLabelRecipe`, :func:`few_label_recipe`): contrastive tuning, heads on the
+  tuned encoder, then joint fine-tuning with a related task; chapter 04 measures it.
 * **SetFit** (:func:`train_setfit`): the library, as its documentation shows; :func:`setfit_default_steps`
   gives the pair steps of its defaults, so a shorter run can be named by its share of them.
 """
@@ -300,7 +302,8 @@ def balanced_batch(class_ids: np.ndarray, batch_size: int, rng: np.random.Genera
 
 
 def contrastive_tune(model: MultiTaskSentenceTransformer, texts: list[str], labels: list,
-                     config: ContrastiveConfig | None = None, cache: EmbeddingCache | None = None) -> list[float]:
+                     config: ContrastiveConfig | None = None, cache: EmbeddingCache | None = None,
+                     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = pair_loss) -> list[float]:
     """Tunes the top layers of ``model``'s encoder in place with :func:`pair_loss`, so that same-label texts
     embed close together. The layers below run once per text (``cache``); only the top ones run each step.
 
@@ -311,6 +314,8 @@ def contrastive_tune(model: MultiTaskSentenceTransformer, texts: list[str], labe
         labels: One label per text (any hashable values); at least 2 classes, one with 2 texts or more.
         config: The schedule; default :class:`ContrastiveConfig`.
         cache: Where the lower layers' token vectors are kept; default a new in-memory cache.
+        loss: ``(embeddings, label ids) -> loss`` of one batch; default :func:`pair_loss` (every pair).
+            A pair-mining rule goes here.
 
     Returns:
         The loss of every step, in order.
@@ -350,14 +355,14 @@ def contrastive_tune(model: MultiTaskSentenceTransformer, texts: list[str], labe
             targets = torch.as_tensor(class_ids[index], device=device)
             with autocast_context(config.precision, device):
                 embeddings = model.encode_from_layer(states, mask, first)
-            loss = pair_loss(embeddings, targets)
+            step_loss = loss(embeddings, targets)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            step_loss.backward()
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
             optimizer.step()
             schedule.step()
-            losses.append(loss.item())
+            losses.append(step_loss.item())
         optimizer.zero_grad(set_to_none=True)
     return losses
 
@@ -428,6 +433,76 @@ def self_train(model: MultiTaskSentenceTransformer, labelled: pd.DataFrame, unla
         combined = pd.concat([labelled[["text", "label"]], pseudo[["text", "label"]]], ignore_index=True)
         result = train(model, multitask_frame(**{task: combined}), None, train_config, cache)
     return result, pseudo
+
+
+# ----------------------------------------------------------------------------- the recipe
+@dataclass
+class FewLabelRecipe:
+    """Chapter 04's recipe for a task with few labels, in three phases over the encoder's top layers:
+    contrastive tuning on the labelled texts (:func:`contrastive_tune`); new heads for the task and the
+    related task on the tuned, frozen encoder; then both tasks fine-tuned together, round robin."""
+
+    task: str = "sentiment"
+    """The task with few labels."""
+
+    related_task: str = "finance"
+    """A task with plentiful labels and a meaning close to ``task``'s (its own head and dataset)."""
+
+    trainable_encoder_layers: int = 2
+    """Top transformer layers that learn in the contrastive and the joint phase."""
+
+    contrastive_steps: int = 40
+    """Steps of contrastive tuning (batches of 32 texts)."""
+
+    joint_steps: int = 80
+    """Steps of joint fine-tuning (batches of 16), alternating between the two tasks: half are the task's."""
+
+    encoder_lr: float = 1e-4
+    """Peak learning rate of the top layers in the joint phase."""
+
+    head_epochs: int = 30
+    """Epochs of the task's head on the tuned, frozen encoder, of ``ceil(n / 16)`` steps of 16."""
+
+    seed: int = 0
+    """Seeds every phase."""
+
+    @property
+    def encoder_steps(self) -> int:
+        """Optimizer steps that change the encoder, all phases: the recipe's budget."""
+        return self.contrastive_steps + self.joint_steps
+
+
+def few_label_recipe(model: MultiTaskSentenceTransformer, labelled: pd.DataFrame, related: pd.DataFrame,
+                     recipe: FewLabelRecipe | None = None, cache: EmbeddingCache | None = None) -> MultiTaskSentenceTransformer:
+    """Trains ``model`` in place by :class:`FewLabelRecipe` and returns it.
+
+    Args:
+        model: Has heads for ``recipe.task`` and ``recipe.related_task``; its encoder and both heads change.
+        labelled: The few labelled texts, ``text`` and ``label``.
+        related: The related task's rows, a :func:`~mtt_helpers.data.multitask_frame` with a
+            ``recipe.related_task`` column.
+        recipe: Default :class:`FewLabelRecipe`.
+        cache: Where the lower layers' token vectors are kept; default a new in-memory cache.
+    """
+    recipe, cache = recipe or FewLabelRecipe(), cache or EmbeddingCache()
+    task, related_task, k = recipe.task, recipe.related_task, recipe.trainable_encoder_layers
+    for name in (task, related_task):
+        if name not in model.config.tasks:
+            raise ValueError(f"The model has no {name!r} head; its tasks are {model.task_names}.")
+    if related_task not in related.columns or not related[related_task].notna().any():
+        raise ValueError(f"related has no labelled {related_task!r} column; its columns are {list(related.columns)}.")
+    few = multitask_frame({task: model.config.tasks[task]}, **{task: labelled[["text", "label"]]})
+    contrastive_tune(model, labelled["text"].tolist(), labelled["label"].tolist(),
+                     ContrastiveConfig(trainable_encoder_layers=k, steps=recipe.contrastive_steps, seed=recipe.seed), cache)
+    train(model, few, None, TrainConfig(tasks=[task], epochs=recipe.head_epochs, steps_per_epoch=-(-len(few) // 16),
+                                        batch_size=16, seed=recipe.seed, show_progress_bar=False), cache)
+    train(model, related, None, TrainConfig(tasks=[related_task], epochs=10, batch_size=32, seed=recipe.seed,
+                                            show_progress_bar=False), cache)
+    train(model, pd.concat([few, related], ignore_index=True), None, TrainConfig(
+        tasks=[task, related_task], trainable_encoder_layers=k, epochs=1, batch_size=16,
+        steps_per_epoch=recipe.joint_steps, task_sampling="round_robin", encoder_lr=recipe.encoder_lr,
+        seed=recipe.seed, show_progress_bar=False), cache)
+    return model
 
 
 # ----------------------------------------------------------------------------- SetFit

@@ -76,16 +76,19 @@ def compare(runs: pd.DataFrame, a: str, b: str, metric: str, by: str = "method",
             means the same sample) and ``metric``.
         a, b: The two values of ``by`` to compare.
 
+    The comparison uses the seeds both methods were run on (a method run on five seeds is read against
+    one run on three on those three).
+
     Raises:
-        ValueError: a method has no runs, or the two were not run on the same seeds (at least two).
+        ValueError: a method has no runs, or the two share fewer than two seeds.
     """
     wide = runs.pivot_table(index=pair, columns=by, values=metric, aggfunc="first")
     for name in (a, b):
         if name not in wide.columns:
             raise ValueError(f"No runs of {name!r}; the runs hold {sorted(map(str, wide.columns))}.")
-    both = wide[[a, b]]
-    if both.isna().any().any() or len(both) < 2:
-        raise ValueError(f"{a!r} and {b!r} must be run on the same seeds, at least two; got\n{both}")
+    both = wide[[a, b]].dropna()
+    if len(both) < 2:
+        raise ValueError(f"{a!r} and {b!r} must share at least two seeds; got\n{wide[[a, b]]}")
     return PairedComparison(a, b, metric, float(both[a].mean()), float(both[b].mean()),
                             tuple(float(d) for d in both[a] - both[b]))
 
@@ -127,7 +130,8 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3, formats: Mapping[str, s
     """A DataFrame as a GitHub markdown table (pandas' ``to_markdown``, which uses ``tabulate``).
 
     Args:
-        frame: The table; its index becomes the first column.
+        frame: The table; its index becomes the first column, headed by the index's name (a plain
+            ``RangeIndex`` is left out).
         digits: Decimals shown for float cells of columns without an entry in ``formats``.
         formats: Column name -> ``str.format`` pattern for its non-missing cells, e.g. ``{"speed": "{:.2f}x"}``.
 
@@ -148,7 +152,11 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3, formats: Mapping[str, s
 
     shown = pd.DataFrame({column: [cell(value, formats.get(str(column))) for value in frame[column]]
                           for column in frame.columns}, index=frame.index)
-    return shown.to_markdown(disable_numparse=True)
+    if isinstance(frame.index, pd.RangeIndex):  # row numbers say nothing: leave them out
+        return shown.to_markdown(index=False, tablefmt="github", disable_numparse=True)
+    shown.index = shown.index.map(str)
+    return shown.rename_axis(frame.index.name or "").reset_index().to_markdown(
+        index=False, tablefmt="github", disable_numparse=True)
 
 
 def fastest_times(functions: Mapping[str, Callable[[], Any] | tuple[Callable[[Any], Any], Sequence[Any]]],

@@ -92,3 +92,18 @@ def test_pair_loss_asks_same_label_pairs_for_cosine_one_and_others_for_zero():
     crossed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # the same-label pair orthogonal, one other pair parallel
     # Pairs (0,1): cos 0, target 1; (0,2): cos 1, target 0; (1,2): cos 0, target 0 -> (1 + 1 + 0) / 3.
     assert pair_loss(crossed, labels).item() == pytest.approx(2 / 3)
+
+
+def test_a_pair_mining_rule_replaces_the_loss(encoder, labelled):
+    texts, labels = labelled
+    given = []
+
+    def shifted(embeddings, targets):  # a rule of the learner's: records its calls, returns what is used
+        value = pair_loss(embeddings, targets) + 1.0
+        given.append(((embeddings.shape, targets.shape), value.item()))
+        return value
+
+    model = MultiTaskSentenceTransformer(copy.deepcopy(encoder)).eval()
+    losses = contrastive_tune(model, texts, labels, ContrastiveConfig(**{**SMALL, "steps": 3}), loss=shifted)
+    assert [shapes for shapes, _ in given] == [(torch.Size([12, 384]), torch.Size([12]))] * 3
+    assert losses == [value for _, value in given] and min(losses) >= 1.0

@@ -1,6 +1,7 @@
+import pandas as pd
 import pytest
 
-from mtt_helpers.measure import fastest_times, peak_memory_mb
+from mtt_helpers.measure import compare, fastest_times, markdown_table, peak_memory_mb
 
 
 class FakeClock:
@@ -59,3 +60,25 @@ def test_peak_memory_mb_measures_a_fresh_process():
     assert with_buffer - baseline > 150  # the 200 MiB buffer shows up, the caller's memory does not
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
         peak_memory_mb("1 / 0")
+
+
+def test_compare_reads_two_methods_on_the_seeds_both_were_run_on():
+    runs = pd.DataFrame({"method": ["a"] * 5 + ["b"] * 3, "seed": [0, 1, 2, 3, 4, 0, 1, 2],
+                         "score": [0.5, 0.6, 0.7, 0.0, 0.0, 0.4, 0.5, 0.6]})
+    comparison = compare(runs, "a", "b", "score")
+    assert comparison.differences == pytest.approx((0.1, 0.1, 0.1))  # seeds 3 and 4 of "a" are not read
+    with pytest.raises(ValueError, match="share at least two seeds"):
+        compare(runs[runs["seed"] != 1].query("not (method == 'b' and seed == 2)"), "a", "b", "score")
+
+
+def test_markdown_table_names_its_index_drops_row_numbers_and_formats_cells():
+    named = pd.DataFrame({"score": [0.12345, float("nan")], "speed": [1.5, 2.0]},
+                         index=pd.Index(["a", "b"], name="method"))
+    lines = markdown_table(named, formats={"speed": "{:.1f}x"}).splitlines()
+    assert [cell.strip() for cell in lines[0].strip("|").split("|")] == ["method", "score", "speed"]
+    assert [cell.strip() for cell in lines[2].strip("|").split("|")] == ["a", "0.123", "1.5x"]
+    assert [cell.strip() for cell in lines[3].strip("|").split("|")] == ["b", "–", "2.0x"]
+    numbered = markdown_table(pd.DataFrame({"n": [32], "gain": [0.5]}))
+    assert numbered.splitlines()[0].replace(" ", "") == "|n|gain|"
+    with pytest.raises(ValueError, match="formats name column"):
+        markdown_table(named, formats={"missing": "{}"})
