@@ -1,6 +1,6 @@
 """SetFit as its users run it, and chapter 04's recipe at SetFit's budget: the table chapter 04 reads from a file.
 
-    MTT_DATA_DIR=/path/to/data python benchmarks/setfit_defaults.py [--runs NAME ...] [--seeds 0 1 2]
+    MTT_DATA_DIR=/path/to/data python benchmarks/setfit_defaults.py [--runs NAME ...] [--seeds 0 1 2] [--sizes 32 128]
 
 SetFit's default budget grows with n squared (``mtt_helpers.lowres.setfit_default_steps``): 40 pair steps
 at n = 32, 634 at n = 128 and 10,131 at n = 512 on chapter 04's samples, several minutes per n = 128 run
@@ -99,6 +99,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS), help="which runs (default: all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), choices=SEEDS, help="seeds (default: all)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 128], choices=[32, 128],
+                        help="sample sizes (default: both; setfit-40 and recipe-634 run at 128 only)")
     args = parser.parse_args()
 
     from mtt.data import locate_data
@@ -123,7 +125,7 @@ def main() -> None:
         texts = [t for seed in args.seeds for t in samples[128, seed]["text"]] + finance["text"].tolist() + dev["text"].tolist()
         cache.hidden_states(MultiTaskSentenceTransformer(encoder), texts, layer=4)
     rows = []
-    plan = [(name, n) for name in args.runs for n in ((32, 128) if name == "setfit-defaults" else (128,))]
+    plan = [(name, n) for name in args.runs for n in ((32, 128) if name == "setfit-defaults" else (128,)) if n in args.sizes]
     for name, n in plan:
         for seed in sorted(set(args.seeds)):
             labelled = samples[n, seed]
